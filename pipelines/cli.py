@@ -1,0 +1,70 @@
+"""The `lift3d` command.
+
+Each subcommand is a module in `pipelines/commands/` exposing
+    HELP: str                       one line for `lift3d --help`
+    add_arguments(parser) -> None   its options
+    run(args, extra: list[str]) -> int   `extra` holds unrecognised flags (Beam pipeline
+                                         options pass through there, see DESIGN.md)
+Modules import heavy dependencies inside `run`, so `lift3d --help` stays fast.
+User mistakes raise `UserError` and print one line, never a traceback.
+"""
+from __future__ import annotations
+
+import argparse
+import importlib
+import pkgutil
+import sys
+
+import pipelines.commands as _commands
+
+
+class UserError(Exception):
+    """A mistake the user can fix (bad path, bad option): printed as one line, exit code 2."""
+
+
+#: Order in `lift3d --help`; modules not listed here come after, alphabetically.
+_ORDER = ["lift", "qa", "run", "demo", "eval", "viz", "stats", "models", "score", "priors", "synth"]
+
+
+def _command_modules():
+    names = [m.name for m in pkgutil.iter_modules(_commands.__path__) if not m.name.startswith("_")]
+    names.sort(key=lambda n: (_ORDER.index(n) if n in _ORDER else len(_ORDER), n))
+    return names
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="lift3d",
+        description="Lift 2D-annotated images into metric 3D boxes and spatial QA training shards.",
+        epilog="Run `lift3d COMMAND --help` for the options of a command. Unrecognised "
+        "--flags of lift/qa/run are passed to Apache Beam as pipeline options.",
+    )
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND")
+    sub.required = True
+    for name in _command_modules():
+        mod = importlib.import_module(f"pipelines.commands.{name}")
+        p = sub.add_parser(name, help=mod.HELP, description=getattr(mod, "DESCRIPTION", mod.HELP),
+                           formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+        mod.add_arguments(p)
+        p.set_defaults(_module=mod)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    argv = sys.argv[1:] if argv is None else argv
+    parser = build_parser()
+    args, extra = parser.parse_known_args(argv)
+    if extra and not getattr(args._module, "ACCEPTS_PIPELINE_OPTIONS", False):
+        parser.error(f"unrecognized arguments: {' '.join(extra)}")
+    try:
+        return int(args._module.run(args, extra) or 0)
+    except UserError as e:
+        print(f"lift3d {args.command}: error: {e}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print(f"lift3d {args.command}: interrupted", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,1 @@
+"""One module per `lift3d` subcommand (see pipelines/cli.py for the contract)."""

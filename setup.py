@@ -1,0 +1,56 @@
+"""lift3d: lift 2D-annotated images into metric 3D boxes and 3D-grounded QA shards."""
+from pathlib import Path
+
+from setuptools import find_packages, setup
+
+HERE = Path(__file__).parent
+
+# torch is listed without a version: an installed torch (CPU or CUDA) is kept as it is.
+# scripts/setup.sh installs torch==2.13.0 first when none is present.
+INSTALL_REQUIRES = [
+    "numpy>=1.26",
+    "scipy>=1.11",
+    "pillow>=10.0",
+    "torch",
+    "transformers>=4.49,<5",
+    "safetensors>=0.4",
+    "apache-beam>=2.60",
+    "open3d-cpu>=0.18; sys_platform == 'linux' and platform_machine == 'x86_64'",
+    "open3d>=0.18; sys_platform != 'linux' or platform_machine != 'x86_64'",
+    "pycocotools>=2.0.7",
+    "pyarrow>=14",
+    "webdataset>=0.2.90",
+    "jinja2>=3.1",
+    "pyyaml>=6",
+    "jsonschema>=4.20",
+    "matplotlib>=3.8",
+]
+
+EXTRAS = {
+    "llm": ["openai>=1.40"],
+    # The official segment-anything package imports torchvision at import time.
+    "sam-official": ["segment-anything>=1.0"],
+    # MoGe-2 (official code) needs torchvision too.
+    "moge": ["dlr-moge"],
+    "dev": ["pytest>=8", "hypothesis>=6.100", "pytest-benchmark>=4", "openai>=1.40"],
+}
+
+setup(
+    name="lift3d",
+    version="0.1.0",
+    description="Open data engine lifting 2D-annotated images into metric 3D boxes and spatial QA",
+    long_description=(HERE / "README.md").read_text() if (HERE / "README.md").exists() else "",
+    long_description_content_type="text/markdown",
+    python_requires=">=3.10",
+    packages=find_packages(include=["lifting", "lifting.*", "pipelines", "pipelines.*"]),
+    # qa_templates/ and schemas/ live at the repository root (DESIGN.md); they are shipped
+    # inside the installed package as data so that lifting.resources finds them anywhere.
+    package_data={"lifting": ["data/*"]},
+    data_files=[
+        ("share/lift3d/qa_templates", sorted(str(p.relative_to(HERE)) for p in (HERE / "qa_templates").glob("*") if p.is_file())),
+        ("share/lift3d/schemas", sorted(str(p.relative_to(HERE)) for p in (HERE / "schemas").glob("*.json"))),
+    ],
+    install_requires=INSTALL_REQUIRES,
+    extras_require=EXTRAS,
+    entry_points={"console_scripts": ["lift3d=pipelines.cli:main"]},
+)
