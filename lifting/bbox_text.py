@@ -8,8 +8,9 @@
 
 `format_bbox` and `parse_bbox` are the only serialiser and parser; for every precision,
 ``format(parse(text)) == text`` and the parsed numbers equal the rounded originals.
-The class name may contain any character except a newline; parsing anchors on the seven
-trailing numbers, so commas or brackets inside a class name do not confuse it.
+The class name may contain any character except a newline (and the text "Bbox("); it is
+stripped of surrounding spaces. Parsing anchors on the seven trailing numbers, so commas
+or brackets inside a class name do not confuse it.
 """
 from __future__ import annotations
 
@@ -86,8 +87,9 @@ def bbox_from_box(category: str, box: Box3D, K: np.ndarray, image_size: tuple[in
         K: (3, 3) intrinsics of the image.
         image_size: (W, H) of the image in pixels.
     """
-    if "\n" in category:
-        raise ValueError("category must not contain a newline")
+    category = category.strip()  # the parser strips it too: keep format(parse(t)) == t
+    if "\n" in category or "Bbox(" in category or not category:
+        raise ValueError(f"category must be non-empty, one line and not contain 'Bbox(': {category!r}")
     w, h = image_size
     uv, _ = project_points(box.center_cam[None], K)
     u = (uv[0, 0] + 0.5) / w
@@ -114,7 +116,8 @@ def format_bbox(category: str, box: Box3D, K: np.ndarray, image_size: tuple[int,
 
 
 _NUM = r"\s*(-?\d+(?:\.\d+)?)\s*"
-_BBOX_RE = re.compile(r"Bbox\((?P<cls>[^\n]*?)," + ",".join([_NUM] * 7) + r"\)")
+# the class name may hold commas and brackets, but never a newline or another "Bbox("
+_BBOX_RE = re.compile(r"Bbox\((?P<cls>(?:(?!Bbox\()[^\n])*?)," + ",".join([_NUM] * 7) + r"\)")
 
 
 def parse_bbox(text: str, precision: BboxPrecision = DEFAULT_PRECISION) -> BboxText:

@@ -149,13 +149,13 @@ def project_points(xyz_cam: np.ndarray, K: np.ndarray) -> tuple[np.ndarray, np.n
         xyz_cam: (..., 3) camera-frame points, metres.
         K: (3, 3) intrinsics.
     Returns:
-        uv: (..., 2) float64 pixel coordinates (NaN for points at or behind the near plane),
+        uv: (..., 2) float64 pixel coordinates (NaN for points behind the near plane),
         z: (...) depth of each point (may be <= 0 for points behind the camera).
     """
     K = _check_K(K)
     p = np.asarray(xyz_cam, dtype=np.float64)
     z = p[..., 2]
-    front = z > NEAR_PLANE_M
+    front = z >= NEAR_PLANE_M
     zs = np.where(front, z, np.nan)
     u = K[0, 0] * p[..., 0] / zs + K[0, 2]
     v = K[1, 1] * p[..., 1] / zs + K[1, 2]
@@ -174,4 +174,5 @@ def clip_segment_to_near_plane(p0: np.ndarray, p1: np.ndarray, near: float = NEA
         return p0, p1
     t = (near - z0) / (z1 - z0)
     q = p0 + t * (p1 - p0)
+    q[2] = near  # exactly on the plane: rounding must not put it behind
     return (q, p1) if z0 < near else (p0, q)

@@ -17,7 +17,9 @@ from scipy.spatial import ConvexHull, QhullError
 
 from lifting.boxes import EDGES, Box3D
 
-_PARALLEL_TOL = 1e-6
+#: Up axes count as parallel when |a x b| is below this (about 1e-9 rad): anything looser
+#: sends slightly tilted pairs down the gravity-aligned path, which ignores the tilt.
+_PARALLEL_TOL = 1e-9
 
 
 def polygon_area(poly: np.ndarray) -> float:
@@ -67,7 +69,7 @@ def _footprint(box: Box3D, up: np.ndarray, e1: np.ndarray, e2: np.ndarray) -> np
 
 
 def _shares_up_axis(a: Box3D, b: Box3D) -> bool:
-    return abs(abs(float(a.up_axis @ b.up_axis)) - 1.0) < _PARALLEL_TOL
+    return float(np.linalg.norm(np.cross(a.up_axis, b.up_axis))) < _PARALLEL_TOL
 
 
 def iou_3d_gravity(a: Box3D, b: Box3D) -> float:

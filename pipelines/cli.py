@@ -67,4 +67,8 @@ def main(argv: list[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    # `python -m pipelines.cli` runs this file as __main__: call the imported module's main so
+    # that command modules raise the same UserError class that main() catches
+    from pipelines.cli import main as _main
+
+    sys.exit(_main())
