@@ -1,0 +1,120 @@
+"""Question wording: Jinja2 macros in qa_templates/<family>.j2, compiled once per process.
+
+Only files named after a QA family are read (qa_templates/ also holds other prompts).
+Each family file defines, for each of its variants V:
+    q_V_<n>(q)   one phrasing of the question (several n per variant; template_id
+                 "<family>.<V>.<n>")
+    r_V(q)       the reasoning trace (optional; falls back to r_default)
+    a_V(q)       the answer text
+where `q` is a dict of the values the engine computed. The environment uses
+StrictUndefined, so a missing value is an error, never an empty string. Adding a phrasing
+is adding one q_V_<n> macro to the family's file.
+"""
+from __future__ import annotations
+
+import functools
+import random
+from pathlib import Path
+
+import jinja2
+
+from lifting.qa.config import DEFAULT_FAMILIES
+from lifting.resources import resource_dir
+
+
+class Q(dict):
+    """Template values: a dict whose keys also read as attributes, so `q.a` in a template
+    resolves on the first lookup (Jinja tries attributes before items). A missing key is an
+    AttributeError, which StrictUndefined turns into an error."""
+
+    __slots__ = ()
+
+    def __getattr__(self, k):
+        try:
+            return self[k]
+        except KeyError:
+            raise AttributeError(k) from None
+
+
+def _capfirst(s) -> str:
+    s = str(s)
+    return s[:1].upper() + s[1:]
+
+
+def make_environment(directory: Path) -> jinja2.Environment:
+    """The Jinja2 environment of the QA templates (StrictUndefined, no autoescape)."""
+    env = jinja2.Environment(
+        loader=jinja2.FileSystemLoader(str(directory)),
+        undefined=jinja2.StrictUndefined,
+        autoescape=False,
+        trim_blocks=True,
+        lstrip_blocks=True,
+    )
+    env.filters["capfirst"] = _capfirst
+    return env
+
+
+class TemplateBank:
+    """All QA templates of a folder: family -> variant -> phrasings, reasoning, answer."""
+
+    def __init__(self, directory: Path | None = None):
+        self.directory = Path(directory) if directory is not None else resource_dir("qa_templates")
+        self.env = make_environment(self.directory)
+        self.questions: dict[str, dict[str, list[tuple[str, object]]]] = {}
+        self.reasoning: dict[str, dict[str, object]] = {}
+        self.answers: dict[str, dict[str, object]] = {}
+        for family in DEFAULT_FAMILIES:  # other .j2 files there (rephraser, priors) are not ours
+            path = self.directory / f"{family}.j2"
+            if not path.is_file():
+                continue
+            module = self.env.get_template(path.name).module
+            qs, rs, ans = {}, {}, {}
+            for name in dir(module):
+                macro = getattr(module, name)
+                if not isinstance(macro, jinja2.runtime.Macro):
+                    continue
+                if name.startswith("q_"):
+                    variant, _, n = name[2:].rpartition("_")
+                    if not n.isdigit() or not variant:
+                        raise ValueError(f"{path.name}: question macro {name!r} must be named q_<variant>_<n>")
+                    qs.setdefault(variant, []).append((int(n), f"{family}.{variant}.{n}", macro))
+                elif name.startswith("r_"):
+                    rs[name[2:]] = macro
+                elif name.startswith("a_"):
+                    ans[name[2:]] = macro
+            self.questions[family] = {v: [(tid, m) for _, tid, m in sorted(lst)] for v, lst in qs.items()}
+            self.reasoning[family] = rs
+            self.answers[family] = ans
+
+    def variants(self, family: str) -> list[str]:
+        return sorted(self.questions.get(family, {}))
+
+    def question(self, family: str, variant: str, q: dict, rng: random.Random) -> tuple[str, str]:
+        """(template_id, question text) with a phrasing drawn by `rng`."""
+        tid, macro = rng.choice(self.questions[family][variant])
+        return tid, _clean(macro(q))
+
+    def render_reasoning(self, family: str, variant: str, q: dict) -> str:
+        rs = self.reasoning[family]
+        macro = rs.get(variant) or rs["default"]
+        return _clean_block(macro(q))
+
+    def render_answer(self, family: str, variant: str, q: dict) -> str:
+        ans = self.answers[family]
+        macro = ans.get(variant) or ans["default"]
+        return _clean(macro(q))
+
+
+def _clean(s: str) -> str:
+    return " ".join(str(s).split())
+
+
+def _clean_block(s: str) -> str:
+    lines = (" ".join(line.split()) for line in str(s).splitlines())
+    return "\n".join(line for line in lines if line)
+
+
+@functools.lru_cache(maxsize=4)
+def get_bank(directory: str | None = None) -> TemplateBank:
+    """The process-wide template bank (compiled once per process and folder)."""
+    return TemplateBank(Path(directory) if directory else None)
