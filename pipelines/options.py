@@ -1,0 +1,327 @@
+"""Settings of the lift and QA pipelines: grouped dataclasses, a YAML file, flags on top.
+
+Precedence: dataclass defaults < `--config FILE.yaml` < command-line flags. The YAML file
+has one mapping per group (`input`, `models`, `output`, `runner`, `qa`, `llm`), plus `lift`
+(passed to `LiftConfig.from_dict`), `qa_config` (passed to `QAConfig`) and `beam`
+(pipeline options, e.g. `{runner: DataflowRunner, project: p}`); flags not known to
+lift3d are Beam pipeline options and pass through unchanged (`parse_known_args` →
+`PipelineOptions`). Unknown keys and unknown flags are one-line user errors.
+
+Every option is declared once, as a dataclass field with `metadata={'help': ...}`; the
+argparse flags and their help text are generated from the fields.
+"""
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import os
+from dataclasses import dataclass, field, fields
+from pathlib import Path
+from typing import Any
+
+SOURCES = ("coco", "objects365", "openimages", "omni3d", "rgbd", "images", "index")
+
+
+def _opt(default, help: str, **kw):
+    return field(default=default, metadata={"help": help, **kw})
+
+
+@dataclass
+class InputSettings:
+    """Where the images and their 2D annotations come from."""
+
+    source: str | None = _opt(None, "dataset format; 'index' reads Parquet partitions built by the sources "
+                              "index builder (use it for large datasets)", choices=SOURCES)
+    annotations: str | None = _opt(None, "annotation file (COCO/Objects365/Omni3D JSON) or folder (OpenImages CSVs)")
+    images: str | None = _opt(None, "folder of the image files (and depth PNGs for omni3d)")
+    index: str | None = _opt(None, "folder of Parquet index partitions (with --source index)")
+    limit: int | None = _opt(None, "lift only the first N images in key order (for trials)")
+    max_pixels: int = _opt(12_000_000, "images larger than this are refused as 'image_too_large'")
+
+
+@dataclass
+class ModelSettings:
+    """Which models estimate depth/intrinsics and masks."""
+
+    depth_model: str = _opt("auto", "depth backend: 'sensor' (the dataset's depth), a model name, or a local "
+                            "model folder; 'auto' = sensor when the input has depth, else the default model")
+    segmenter: str | None = _opt(None, "segmentation backend for objects without masks (e.g. 'sam'); none = boxes only")
+    segmenter_model: str | None = _opt(None, "segmenter weights: name or local folder")
+    device: str = _opt("cpu", "torch device for the models (cpu, cuda, cuda:1); no silent fallback")
+    batch_size: int = _opt(4, "images per model batch in RunInference")
+
+
+@dataclass
+class OutputSettings:
+    """Where and how shards are written."""
+
+    out: str | None = _opt(None, "output folder (the repository goes to OUT/repository, QA to OUT/qa)")
+    samples_per_shard: int = _opt(1000, "images per unit of work = per shard (also the resume granularity)")
+    shard_target_mb: float | None = _opt(None, "also cut a shard when its images reach this many MB "
+                                         "(estimated from the input files)")
+    write_depth: bool = _opt(False, "store the depth map used as KEY.depth.png (16-bit millimetres)")
+    overwrite: bool = _opt(False, "discard a previous run in OUT made with a different configuration")
+
+
+@dataclass
+class RunnerSettings:
+    """Execution on the local runner (other runners take Beam's own options)."""
+
+    workers: int | None = _opt(None, "worker processes of the local runner (default: all cores); "
+                               "same as --direct_num_workers")
+    progress: bool = _opt(True, "show images done/total, images/s and ETA on stderr (local runner only)")
+
+
+@dataclass
+class QASettings:
+    """QA generation from a repository."""
+
+    repository: str | None = _opt(None, "3D repository folder to read (lift3d qa); lift3d run uses OUT/repository")
+    qa_out: str | None = _opt(None, "QA output folder (default: OUT/qa)")
+    rephrase: bool = _opt(False, "rephrase questions with an LLM (OpenAI-compatible endpoint)")
+
+
+@dataclass
+class LLMSettings:
+    """The OpenAI-compatible endpoint used by --rephrase."""
+
+    llm_base_url: str | None = _opt(None, "base URL of the OpenAI-compatible server, e.g. http://localhost:8000/v1")
+    llm_model: str | None = _opt(None, "model name served at --llm-base-url")
+
+
+GROUPS: dict[str, type] = {
+    "input": InputSettings, "models": ModelSettings, "output": OutputSettings,
+    "runner": RunnerSettings, "qa": QASettings, "llm": LLMSettings,
+}
+#: Free-form sections of the YAML file, handed to the library's own config classes.
+FREE_SECTIONS = ("lift", "qa_config", "rephrase_config", "beam")
+
+
+@dataclass
+class Settings:
+    """All settings of one command: the groups, the free sections and the Beam flags."""
+
+    input: InputSettings = field(default_factory=InputSettings)
+    models: ModelSettings = field(default_factory=ModelSettings)
+    output: OutputSettings = field(default_factory=OutputSettings)
+    runner: RunnerSettings = field(default_factory=RunnerSettings)
+    qa: QASettings = field(default_factory=QASettings)
+    llm: LLMSettings = field(default_factory=LLMSettings)
+    lift: dict = field(default_factory=dict)
+    qa_config: dict = field(default_factory=dict)
+    rephrase_config: dict = field(default_factory=dict)
+    beam_args: list[str] = field(default_factory=list)
+
+    def to_dict(self) -> dict:
+        d = dataclasses.asdict(self)
+        return d
+
+
+def _flag(name: str) -> str:
+    return "--" + name.replace("_", "-")
+
+
+def add_arguments(parser: argparse.ArgumentParser, groups: list[str]) -> None:
+    """Add `--config` and the flags of the named setting groups to `parser`.
+
+    Flags default to argparse.SUPPRESS so that a flag left out does not override the YAML
+    file; the help text states the real default.
+    """
+    parser.add_argument("--config", metavar="FILE.yaml", default=argparse.SUPPRESS,
+                        help="YAML file with settings grouped as input/models/output/runner/qa/llm/lift/"
+                        "qa_config/beam; flags given on the command line win")
+    for g in groups:
+        cls = GROUPS[g]
+        ag = parser.add_argument_group(g, cls.__doc__)
+        for f in fields(cls):
+            md = f.metadata
+            default_txt = f" (default: {f.default})" if f.default is not None else ""
+            if f.type in (bool, "bool"):
+                ag.add_argument(_flag(f.name), dest=f"{g}.{f.name}", action=argparse.BooleanOptionalAction,
+                                default=argparse.SUPPRESS, help=md["help"] + default_txt)
+                continue
+            typ = {"int": int, "int | None": int, "float | None": float, "float": float}.get(str(f.type), str)
+            ag.add_argument(_flag(f.name), dest=f"{g}.{f.name}", type=typ, default=argparse.SUPPRESS,
+                            choices=md.get("choices"), metavar=f.name.upper() if not md.get("choices") else None,
+                            help=md["help"] + default_txt)
+
+
+def load_yaml(path: str | Path) -> dict:
+    """The YAML config as a dict; ValueError with a one-line reason when unusable."""
+    import yaml
+
+    p = Path(path)
+    if not p.is_file():
+        raise ValueError(f"config file not found: {p}")
+    try:
+        data = yaml.safe_load(p.read_text()) or {}
+    except yaml.YAMLError as e:
+        raise ValueError(f"config file {p} is not valid YAML: {str(e).splitlines()[0]}") from e
+    if not isinstance(data, dict):
+        raise ValueError(f"config file {p} must hold a mapping of sections")
+    return data
+
+
+def _beam_args_from_yaml(section: Any) -> list[str]:
+    if not isinstance(section, dict):
+        raise ValueError("config section 'beam' must be a mapping of pipeline options")
+    out = []
+    for k, v in section.items():
+        if isinstance(v, bool):
+            if v:
+                out.append(f"--{k}")
+        elif isinstance(v, list):
+            out += [f"--{k}={x}" for x in v]
+        else:
+            out.append(f"--{k}={v}")
+    return out
+
+
+def resolve(args: argparse.Namespace, extra: list[str]) -> Settings:
+    """Merge defaults, the YAML file (`args.config`) and the flags into a Settings.
+
+    extra: flags lift3d does not know; they must be Beam pipeline options (checked by
+    `check_beam_args`). YAML `beam` options come first, so command-line ones win.
+    Raises ValueError with a one-line message for unknown sections or keys.
+    """
+    s = Settings()
+    cfg = load_yaml(args.config) if getattr(args, "config", None) else {}
+    for section, value in cfg.items():
+        if section in GROUPS:
+            if not isinstance(value, dict):
+                raise ValueError(f"config section {section!r} must be a mapping")
+            obj = getattr(s, section)
+            names = {f.name for f in fields(obj)}
+            for k, v in value.items():
+                k = k.replace("-", "_")
+                if k not in names:
+                    raise ValueError(f"unknown key {k!r} in config section {section!r} "
+                                     f"(known: {', '.join(sorted(names))})")
+                setattr(obj, k, v)
+        elif section == "beam":
+            s.beam_args = _beam_args_from_yaml(value)
+        elif section in FREE_SECTIONS:
+            if not isinstance(value, dict):
+                raise ValueError(f"config section {section!r} must be a mapping")
+            setattr(s, section, dict(value))
+        else:
+            raise ValueError(f"unknown config section {section!r} (known: "
+                             f"{', '.join(list(GROUPS) + list(FREE_SECTIONS))})")
+    for dest, v in vars(args).items():
+        if "." in dest:
+            g, name = dest.split(".", 1)
+            setattr(getattr(s, g), name, v)
+    s.beam_args = s.beam_args + list(extra)
+    check_beam_args(s.beam_args)
+    return s
+
+
+def _all_option_classes():
+    from apache_beam.options.pipeline_options import PipelineOptions
+
+    seen, stack = [], [PipelineOptions]
+    while stack:
+        for sub in stack.pop().__subclasses__():
+            if sub not in seen:
+                seen.append(sub)
+                stack.append(sub)
+    return seen
+
+
+def check_beam_args(beam_args: list[str]) -> None:
+    """Raise ValueError naming the first flag that is neither lift3d's nor a Beam option."""
+    if not beam_args:
+        return
+    p = argparse.ArgumentParser(allow_abbrev=False, add_help=False)
+    for cls in _all_option_classes():
+        try:
+            cls._add_argparse_args(p)
+        except argparse.ArgumentError:
+            continue
+    try:
+        _, rest = p.parse_known_args(beam_args)
+    except SystemExit as e:  # argparse reports a bad value of a known Beam option this way
+        raise ValueError(f"bad Beam pipeline option in: {' '.join(beam_args)}") from e
+    flags = [a for a in rest if a.startswith("-")]
+    if flags:
+        raise ValueError(f"unknown option {flags[0].split('=')[0]} (not a lift3d option nor a Beam pipeline option)")
+
+
+LOCAL_RUNNERS = {None, "DirectRunner", "direct", "BundleBasedDirectRunner", "SwitchingDirectRunner"}
+
+
+#: Below this many work items the local runner stays in one process: starting the
+#: multi-process workers costs ~10-20 s per run on 2 cores, more than small runs take.
+MULTIPROCESS_MIN_ITEMS = 200
+
+
+def pipeline_options(s: Settings, n_items: int | None = None):
+    """PipelineOptions for the run: the Beam flags, plus local-runner defaults.
+
+    On the local runner, unless the user chose otherwise: `--direct_num_workers` = --workers
+    or all cores and `--direct_running_mode multi_processing` (every stage split across
+    that many worker processes) — or `in_memory` when one worker is asked for or the run
+    has fewer than MULTIPROCESS_MIN_ITEMS items (n_items) and --workers was not given.
+    """
+    from apache_beam.options.pipeline_options import PipelineOptions, StandardOptions
+
+    args = list(s.beam_args)
+    opts = PipelineOptions(args)
+    if is_local(opts):
+        names = {a.split("=")[0] for a in args}
+        workers = s.runner.workers or os.cpu_count() or 1
+        if "--direct_num_workers" not in names:
+            args.append(f"--direct_num_workers={workers}")
+        if "--direct_running_mode" not in names:
+            small = n_items is not None and n_items < MULTIPROCESS_MIN_ITEMS and not s.runner.workers
+            args.append("--direct_running_mode=" + ("multi_processing" if workers > 1 and not small else "in_memory"))
+        opts = PipelineOptions(args)
+    opts.view_as(StandardOptions)
+    return opts
+
+
+def is_local(opts) -> bool:
+    """True when the options select the local (direct) runner."""
+    from apache_beam.options.pipeline_options import StandardOptions
+
+    runner = opts.view_as(StandardOptions).runner
+    return runner in LOCAL_RUNNERS or (isinstance(runner, str) and runner.lower() in ("direct", "directrunner"))
+
+
+def identity_dict(s: Settings, groups: list[str]) -> dict:
+    """The settings that change the output (for the run identity and the manifest config)."""
+    d = {g: dataclasses.asdict(getattr(s, g)) for g in groups}
+    for g in d.values():
+        for k in ("out", "overwrite", "workers", "progress", "qa_out", "repository"):
+            g.pop(k, None)
+    return d
+
+
+def user_errors():
+    """Context manager turning the pipelines' user-facing errors into pipelines.cli.UserError.
+
+    Covers bad settings (ValueError from this module, PlanError, OutputConflict), source
+    configuration errors and missing files; other exceptions (bugs) keep their traceback.
+    """
+    import contextlib
+
+    @contextlib.contextmanager
+    def _cm():
+        from pipelines.cli import UserError
+
+        user_types: tuple = (ValueError, FileNotFoundError, NotADirectoryError)
+        try:
+            from lifting.sources import SourceConfigError
+
+            user_types += (SourceConfigError,)
+        except ImportError:
+            pass
+        try:
+            yield
+        except UserError:
+            raise
+        except user_types as e:
+            msg = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
+            raise UserError(msg) from e
+
+    return _cm()

@@ -1,0 +1,111 @@
+"""The QA pipeline: 3D repository shards -> spatial QA training shards (OUT/qa).
+
+    plan (driver): the repository's shards; QA unit N reads repository shard N and writes
+                   qa/shard-N.tar (units already done are skipped)
+    Create(units) -> Reshuffle -> QA unit (lifting.qa.generate_qa per record, optional
+    lifting.llm.Rephraser over the unit's samples) -> write shard + stats
+    finalize (driver): qa/manifest.json, qa/stats.json, qa/errors/
+
+Without rephrasing the output is a pure function of the repository and the QA config, so
+repeated runs give byte-identical shards; with an LLM it depends on the model's answers.
+"""
+from __future__ import annotations
+
+import argparse
+import hashlib
+from pathlib import Path
+
+import apache_beam as beam
+
+from pipelines import options as opt
+from pipelines import sinks
+from pipelines.lift_pipeline import PlanError, _execute, versions
+from pipelines.transforms import QAUnitFn
+
+GROUPS = ["qa", "llm", "runner"]
+
+
+def qa_units(repo: Path) -> list[tuple[int, str]]:
+    """(unit id, shard path) for every finished shard of the repository, by name."""
+    from lifting.repository import RepositoryError, list_shards
+
+    try:
+        shards = list_shards(repo)
+    except RepositoryError as e:
+        raise PlanError(f"repository folder not found: {repo}") from e
+    if not shards:
+        raise PlanError(f"no shard-NNNNNN.tar in {repo}")
+    return [(int(p.name[6:12]), str(p)) for p in shards]
+
+
+def _fingerprint(repo: Path, units: list[tuple[int, str]]) -> str:
+    man = repo / "manifest.json"
+    if man.is_file():
+        return hashlib.sha256(man.read_bytes()).hexdigest()
+    h = hashlib.sha256()
+    for _, p in units:
+        h.update(f"{Path(p).name}:{sinks.sha256_file(Path(p))}\n".encode())
+    return h.hexdigest()
+
+
+def rephrase_config(s: opt.Settings) -> dict | None:
+    """The Rephraser settings, or None when --rephrase is off; ValueError when incomplete."""
+    if not s.qa.rephrase:
+        return None
+    if not s.llm.llm_base_url or not s.llm.llm_model:
+        raise PlanError("--rephrase needs --llm-base-url and --llm-model")
+    return {"base_url": s.llm.llm_base_url, "model": s.llm.llm_model, **s.rephrase_config}
+
+
+def run_qa(s: opt.Settings, test_pipeline=None, qa_fn=None, rephraser_factory=None, stream=None) -> dict:
+    """Generate QA shards for every repository shard not yet done; returns qa stats.json's dict."""
+    repo = Path(s.qa.repository) if s.qa.repository else (Path(s.output.out) / "repository" if s.output.out else None)
+    if repo is None:
+        raise PlanError("--repository is required")
+    out = Path(s.qa.qa_out) if s.qa.qa_out else (Path(s.output.out) / "qa" if s.output.out else None)
+    if out is None:
+        raise PlanError("--out is required")
+    units = qa_units(repo)
+    rcfg = rephrase_config(s)
+    config = {"qa_config": s.qa_config, "rephrase": rcfg}
+    identity = {"config": config, "input_sha256": _fingerprint(repo, units), "units": len(units),
+                "lift3d": versions({})["lift3d"]}
+    sinks.prepare_output(out, identity, overwrite=s.output.overwrite)
+    done = sinks.done_units(out)
+    todo = [u for u in units if u[0] not in done]
+    if todo:
+        def build(p, pdir):
+            return (p | "QAUnits" >> beam.Create(todo, reshuffle=False)
+                    | "Spread" >> beam.Reshuffle()
+                    | "QA" >> beam.ParDo(QAUnitFn(str(out), s.qa_config, rcfg, qa_fn=qa_fn,
+                                                  rephraser_factory=rephraser_factory, progress_dir=pdir)))
+
+        total = _count_samples(repo, todo)
+        _execute(build, s, test_pipeline, out, total, "qa", stream)
+    models = {"llm": s.llm.llm_model} if rcfg else {}
+    return sinks.finalize_qa(out, config=config, versions=versions(models), expected_units=[u for u, _ in units])
+
+
+def _count_samples(repo: Path, todo: list[tuple[int, str]]) -> int:
+    """Images to process, from the repository manifest when present (else counted as shards)."""
+    import json
+
+    man = repo / "manifest.json"
+    if man.is_file():
+        by = {s["name"]: s["samples"] for s in json.loads(man.read_text()).get("shards", [])}
+        return sum(by.get(Path(p).name, 0) for _, p in todo)
+    return len(todo)
+
+
+def make_parser() -> argparse.ArgumentParser:
+    """The flags of the QA pipeline (used by `run(argv)`)."""
+    parser = argparse.ArgumentParser(prog="lift3d qa")
+    opt.add_arguments(parser, GROUPS + ["output"])
+    return parser
+
+
+def run(argv: list[str] | None = None, test_pipeline=None, qa_fn=None, rephraser_factory=None) -> dict:
+    """Beam-style entry point: parse `argv` and run; returns the QA stats."""
+    args, extra = make_parser().parse_known_args(argv)
+    return run_qa(opt.resolve(args, extra), test_pipeline=test_pipeline, qa_fn=qa_fn,
+                  rephraser_factory=rephraser_factory)

@@ -1,0 +1,479 @@
+"""Sharded, resumable, byte-reproducible outputs: WebDataset shards, parts, manifest, stats.
+
+Design (img2dataset-style; see DESIGN.md "Outputs"):
+
+- The unit of work is a numbered *unit* (an index partition slice, or a fixed-size chunk of
+  the key-sorted record stream). Unit N writes exactly `shard-N.tar` (zero-padded to six
+  digits) plus its parts under `_parts/`: objects Parquet, rejected and errors JSON lines,
+  and last `shard-N.stats.json`, whose presence marks the unit done.
+- Every file is written to `NAME.tmp-<random>` in the same folder and renamed with
+  `os.replace` only when complete, so a killed run never leaves a half-written file under a
+  final name. Temporaries of a killed run are removed when the next run starts.
+- Tars are written by `webdataset.TarWriter` with fixed metadata (mtime 0, uid/gid 0,
+  uname/gname `lift3d`, mode 0444, USTAR) and members sorted by key then extension, so the
+  same samples give the same bytes.
+- `finalize_*` rebuilds manifest.json, stats.json, index/objects.parquet, rejected/ and
+  errors/ from the parts of all done units, in unit order. Nothing there depends on the
+  wall clock, the worker count or the order in which units finished.
+
+Beam's `WriteToFiles` also writes to temporary names and renames, but it names shards by
+bundle and cannot give one shard per unit with a done-marker; writing from a DoFn
+(`write_unit`) keeps the shard assignment deterministic and resumable.
+"""
+from __future__ import annotations
+
+import hashlib
+import io
+import json
+import logging
+import os
+import uuid
+from collections import Counter
+from collections.abc import Iterable
+from dataclasses import dataclass
+from pathlib import Path
+
+import pyarrow as pa
+import pyarrow.parquet as pq
+
+from lifting.resources import validation_error
+
+log = logging.getLogger(__name__)
+
+PARTS = "_parts"
+RUN_FILE = "_run.json"
+TAR_USER = "lift3d"
+SCHEMA_VERSION = 1
+
+
+class OutputConflict(ValueError):
+    """The output folder holds a run made with a different configuration or input."""
+
+
+def shard_name(unit_id: int) -> str:
+    """`shard-000042.tar` for unit 42 (six digits, schemas/manifest.schema.json)."""
+    if not 0 <= unit_id <= 999_999:
+        raise ValueError(f"unit id {unit_id} out of range 0..999999")
+    return f"shard-{unit_id:06d}.tar"
+
+
+def canonical_json(obj) -> bytes:
+    """UTF-8 JSON with sorted keys and no spaces: the same object always gives the same bytes."""
+    return json.dumps(obj, sort_keys=True, separators=(",", ":"), ensure_ascii=False, allow_nan=False).encode("utf-8")
+
+
+def pretty_json(obj) -> bytes:
+    """Indented, key-sorted JSON for human-read files (manifest, stats); still deterministic."""
+    return (json.dumps(obj, sort_keys=True, indent=2, ensure_ascii=False, allow_nan=False) + "\n").encode("utf-8")
+
+
+def _tmp_path(path: Path) -> Path:
+    return path.with_name(f"{path.name}.tmp-{uuid.uuid4().hex[:12]}")
+
+
+def write_bytes_atomic(path: Path, data: bytes) -> None:
+    """Write `data` to `path` via a temporary sibling and an atomic rename (fsync'd)."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = _tmp_path(path)
+    try:
+        with open(tmp, "wb") as f:
+            f.write(data)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    finally:
+        if tmp.exists():
+            tmp.unlink()
+
+
+def write_json_atomic(path: Path, obj, pretty: bool = False) -> None:
+    """Key-sorted JSON written atomically (see write_bytes_atomic)."""
+    write_bytes_atomic(path, pretty_json(obj) if pretty else canonical_json(obj) + b"\n")
+
+
+def sha256_file(path: Path, chunk: int = 1 << 20) -> str:
+    """Hex sha256 of a file, read in 1 MiB chunks."""
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        while block := f.read(chunk):
+            h.update(block)
+    return h.hexdigest()
+
+
+@dataclass(frozen=True)
+class ShardInfo:
+    """What the manifest records about one finished shard."""
+
+    name: str
+    samples: int
+    bytes: int
+    sha256: str
+
+    def to_dict(self) -> dict:
+        return {"name": self.name, "samples": self.samples, "bytes": self.bytes, "sha256": self.sha256}
+
+
+def write_tar_atomic(path: Path, samples: Iterable[dict]) -> ShardInfo:
+    """Write WebDataset samples to `path` reproducibly and atomically.
+
+    samples: dicts {'__key__': KEY (no dots), EXT: bytes | str, ...}; written sorted by key
+    (members of a sample sorted by extension, as TarWriter does). Metadata is fixed: mtime 0,
+    uid/gid 0, uname/gname 'lift3d', mode 0444, USTAR format.
+    """
+    from webdataset import TarWriter
+
+    path.parent.mkdir(parents=True, exist_ok=True)
+    ordered = sorted(samples, key=lambda s: s["__key__"])
+    keys = [s["__key__"] for s in ordered]
+    if len(set(keys)) != len(keys):
+        raise ValueError(f"{path.name}: duplicate sample keys")
+    for k in keys:
+        if "." in k or "/" in k or not k:
+            raise ValueError(f"{path.name}: invalid sample key {k!r}")
+    tmp = _tmp_path(path)
+    try:
+        with open(tmp, "wb") as f:
+            with TarWriter(f, user=TAR_USER, group=TAR_USER, mode=0o444, encoder=False, mtime=0) as w:
+                for s in ordered:
+                    w.write(s)
+            f.flush()
+            os.fsync(f.fileno())
+        info = ShardInfo(path.name, len(ordered), tmp.stat().st_size, sha256_file(tmp))
+        os.replace(tmp, path)
+    finally:
+        if tmp.exists():
+            tmp.unlink()
+    return info
+
+
+# ---------------------------------------------------------------------------------------
+# Run state: configuration check, done units, clean-up of temporaries.
+
+
+def prepare_output(root: Path, run_identity: dict, overwrite: bool = False) -> None:
+    """Create `root`, remove temporaries of a killed run, and pin the run identity.
+
+    run_identity: JSON-ready dict of everything that changes the output (config, input
+    description, code version). A folder made with a different identity raises
+    OutputConflict unless `overwrite`, in which case its finished units are discarded.
+    """
+    root.mkdir(parents=True, exist_ok=True)
+    removed = 0
+    for p in list(root.rglob("*.tmp-*")):
+        p.unlink(missing_ok=True)
+        removed += 1
+    if removed:
+        log.info("%s: removed %d temporary file(s) of an interrupted run", root, removed)
+    run_file = root / PARTS / RUN_FILE
+    if run_file.exists():
+        old = json.loads(run_file.read_text())
+        run_identity = json.loads(canonical_json(run_identity))
+        if old != run_identity:
+            if not overwrite:
+                diff = sorted(k for k in set(old) | set(run_identity) if old.get(k) != run_identity.get(k))
+                if diff == ["config"]:
+                    oc, nc = old.get("config", {}), run_identity["config"]
+                    diff = [f"config.{k}" for k in sorted(set(oc) | set(nc)) if oc.get(k) != nc.get(k)]
+                raise OutputConflict(
+                    f"{root} holds a run with a different {', '.join(diff) or 'configuration'}; "
+                    "use another --out, or --overwrite to discard it")
+            for p in (root / PARTS).glob("*.stats.json"):
+                p.unlink()
+    write_json_atomic(run_file, run_identity, pretty=True)
+
+
+def done_units(root: Path) -> set[int]:
+    """Unit ids whose per-shard stats file exists (their shard and parts are complete)."""
+    out = set()
+    for p in (root / PARTS).glob("shard-*.stats.json"):
+        try:
+            out.add(int(p.name[6:12]))
+        except ValueError:
+            continue
+    return out
+
+
+def part_path(root: Path, unit_id: int, suffix: str) -> Path:
+    """`root/_parts/shard-NNNNNN.<suffix>` (suffix e.g. 'stats.json', 'objects.parquet')."""
+    return root / PARTS / f"{shard_name(unit_id)[:-4]}.{suffix}"
+
+
+# ---------------------------------------------------------------------------------------
+# Repository units.
+
+#: Column types of index/objects.parquet (one row per object, kept and rejected).
+OBJECTS_SCHEMA = pa.schema([
+    ("key", pa.string()), ("shard", pa.string()), ("source", pa.string()), ("image_id", pa.string()),
+    ("object_id", pa.string()), ("category", pa.string()), ("category_raw", pa.string()),
+    ("source_ann_id", pa.string()), ("status", pa.string()), ("reason", pa.string()),
+    ("image_status", pa.string()), ("bbox_xyxy", pa.list_(pa.float64())),
+    ("center_cam", pa.list_(pa.float64())), ("dimensions", pa.list_(pa.float64())),
+    ("yaw", pa.float64()), ("depth_source", pa.string()), ("K_source", pa.string()),
+    ("proj_iou", pa.float64()), ("n_points", pa.int64()),
+])
+
+
+def _s(v) -> str | None:
+    return None if v is None else str(v)
+
+
+def object_rows(record: dict, shard: str | None) -> list[dict]:
+    """Index rows (OBJECTS_SCHEMA) for every object of a repository image record."""
+    rows = []
+    for o in record.get("objects", []):
+        box = o.get("box3d") or {}
+        q = o.get("quality") or {}
+        rows.append({
+            "key": record["key"], "shard": shard, "source": record.get("source"),
+            "image_id": _s(record.get("image_id")), "object_id": o.get("object_id"),
+            "category": o.get("category"), "category_raw": _s(o.get("category_raw")),
+            "source_ann_id": _s(o.get("source_ann_id")), "status": o.get("status"),
+            "reason": o.get("reason"), "image_status": record.get("status"),
+            "bbox_xyxy": [float(x) for x in o.get("bbox_xyxy") or []] or None,
+            "center_cam": [float(x) for x in box["center_cam"]] if box.get("center_cam") else None,
+            "dimensions": [float(x) for x in box["dimensions"]] if box.get("dimensions") else None,
+            "yaw": float(box["yaw"]) if box.get("yaw") is not None else None,
+            "depth_source": record.get("depth_source"), "K_source": record.get("K_source"),
+            "proj_iou": float(q["proj_iou"]) if q.get("proj_iou") is not None else None,
+            "n_points": int(q["n_points"]) if q.get("n_points") is not None else None,
+        })
+    return rows
+
+
+def _parquet_bytes(rows: list[dict]) -> bytes:
+    table = pa.Table.from_pylist(rows, schema=OBJECTS_SCHEMA)
+    buf = io.BytesIO()
+    pq.write_table(table, buf, compression="zstd", write_statistics=True)
+    return buf.getvalue()
+
+
+def _jsonl(rows: Iterable[dict]) -> bytes:
+    return b"".join(canonical_json(r) + b"\n" for r in rows)
+
+
+@dataclass
+class ImageResult:
+    """What the lift stage hands the writer for one input image.
+
+    status: 'lifted' | 'rejected' (the record says why) | 'failed' (no record; `error`
+    holds {'reason', 'detail', 'stage'}). jpg: the stored image bytes (None for failed).
+    depth_png: optional 16-bit depth PNG (millimetres) to store as KEY.depth.png.
+    """
+
+    key: str
+    status: str
+    record: dict | None = None
+    error: dict | None = None
+    image_path: str | None = None
+    depth_png: bytes | None = None
+
+
+def write_repository_unit(root: Path, unit_id: int, results: Iterable[ImageResult],
+                          load_jpg) -> dict:
+    """Write unit `unit_id` of the repository: its shard, its parts, then its stats (last).
+
+    results: every input image of the unit, exactly once (order irrelevant: sorted by key
+    here). load_jpg(result) -> bytes | (None, reason): the JPEG to store for a record;
+    a failure turns the image into a failed one. Each record is validated against
+    schemas/image_record.schema.json; an invalid record is a failed image
+    (`record_invalid`), never a crash. Returns the unit stats dict that was written.
+    """
+    shard = shard_name(unit_id)
+    results = sorted(results, key=lambda r: r.key)
+    samples, rows, rejected, errors = [], [], [], []
+    images = Counter()
+    objects = Counter()
+    failed_by_reason, rejected_by_reason = Counter(), Counter()
+    for r in results:
+        images["in"] += 1
+        status, rec, err = r.status, r.record, r.error
+        if status in ("lifted", "rejected") and rec is not None:
+            msg = validation_error(rec, "image_record")
+            if msg is not None:
+                status, err = "failed", {"reason": "record_invalid", "detail": msg, "stage": "write"}
+        jpg = None
+        if status == "lifted":
+            jpg, why = load_jpg(r)
+            if jpg is None:
+                status, err = "failed", {"reason": why, "detail": str(r.image_path), "stage": "write"}
+        if status == "failed" or rec is None:
+            err = err or {"reason": "unknown_failure", "detail": "", "stage": "unknown"}
+            images["failed"] += 1
+            failed_by_reason[err["reason"]] += 1
+            errors.append({"key": r.key, "level": "image", **err})
+            continue
+        images[status] += 1
+        if status == "rejected":
+            rejected_by_reason[rec.get("reason") or "no_object_kept"] += 1
+            rejected.append({"key": r.key, "level": "image", "reason": rec.get("reason") or "no_object_kept"})
+        in_shard = status == "lifted"
+        for o in rec.get("objects", []):
+            objects["total"] += 1
+            objects[o["status"]] += 1
+            if o["status"] == "rejected":
+                objects["reason:" + str(o.get("reason"))] += 1
+                rejected.append({"key": r.key, "level": "object", "object_id": o["object_id"],
+                                 "category": o.get("category"), "reason": o.get("reason")})
+        rows.extend(object_rows(rec, shard if in_shard else None))
+        if in_shard:
+            sample = {"__key__": r.key, "jpg": jpg, "json": canonical_json(rec)}
+            if r.depth_png is not None:
+                sample["depth.png"] = r.depth_png
+            samples.append(sample)
+    info = write_tar_atomic(root / shard, samples)
+    write_bytes_atomic(part_path(root, unit_id, "objects.parquet"), _parquet_bytes(rows))
+    write_bytes_atomic(part_path(root, unit_id, "rejected.jsonl"), _jsonl(rejected))
+    write_bytes_atomic(part_path(root, unit_id, "errors.jsonl"), _jsonl(errors))
+    stats = {
+        "unit": unit_id, "shard": info.to_dict(),
+        "images": {"in": images["in"], "lifted": images["lifted"], "rejected": images["rejected"],
+                   "failed": images["failed"]},
+        "images_failed_by_reason": dict(failed_by_reason),
+        "images_rejected_by_reason": dict(rejected_by_reason),
+        "objects": {"total": objects["total"], "kept": objects["kept"], "rejected": objects["rejected"]},
+        "objects_rejected_by_reason": {k[7:]: v for k, v in objects.items() if k.startswith("reason:")},
+    }
+    write_json_atomic(part_path(root, unit_id, "stats.json"), stats)  # last: marks the unit done
+    return stats
+
+
+def _add(dst: dict, src: dict) -> None:
+    for k, v in src.items():
+        dst[k] = dst.get(k, 0) + v
+
+
+def _read_unit_stats(root: Path) -> list[dict]:
+    return [json.loads(part_path(root, u, "stats.json").read_text()) for u in sorted(done_units(root))]
+
+
+def _manifest(kind: str, shard_infos: list[dict], config: dict, versions: dict) -> dict:
+    return {
+        "schema_version": SCHEMA_VERSION, "kind": kind, "shards": shard_infos,
+        "totals": {"shards": len(shard_infos), "samples": sum(s["samples"] for s in shard_infos),
+                   "bytes": sum(s["bytes"] for s in shard_infos)},
+        "config": config, "versions": versions,
+    }
+
+
+def finalize_repository(root: Path, *, config: dict, versions: dict, expected_units: Iterable[int],
+                        source_errors: list[dict] | None = None) -> dict:
+    """Rebuild manifest.json, stats.json, index/objects.parquet, rejected/, errors/ from parts.
+
+    expected_units: every unit id of the run; a missing one raises RuntimeError (the
+    pipeline did not finish it). source_errors: ErrorRecord dicts from reading the input
+    (level 'image' count as failed images, level 'object' as objects dropped at read).
+    Returns the stats dict. All files are written atomically and deterministically.
+    """
+    expected = sorted(set(expected_units))
+    missing = sorted(set(expected) - done_units(root))
+    if missing:
+        raise RuntimeError(f"{len(missing)} unit(s) not finished, e.g. {shard_name(missing[0])}")
+    units = [json.loads(part_path(root, u, "stats.json").read_text()) for u in expected]
+    source_errors = sorted(source_errors or [], key=canonical_json)
+    images = {"in": 0, "lifted": 0, "rejected": 0, "failed": 0}
+    objects = {"total": 0, "kept": 0, "rejected": 0}
+    failed_by, rejected_by, objects_by = {}, {}, {}
+    for u in units:
+        _add(images, u["images"])
+        _add(objects, u["objects"])
+        _add(failed_by, u["images_failed_by_reason"])
+        _add(rejected_by, u["images_rejected_by_reason"])
+        _add(objects_by, u["objects_rejected_by_reason"])
+    dropped_at_read = {}
+    for e in source_errors:
+        if e.get("level") == "image":
+            images["in"] += 1
+            images["failed"] += 1
+            _add(failed_by, {e["reason"]: 1})
+        else:
+            _add(dropped_at_read, {e["reason"]: 1})
+    shard_infos = [u["shard"] for u in units]
+    stats = {
+        "schema_version": SCHEMA_VERSION, "kind": "repository",
+        "images": images, "images_failed_by_reason": failed_by, "images_rejected_by_reason": rejected_by,
+        "objects": objects, "objects_rejected_by_reason": objects_by,
+        "objects_dropped_at_read_by_reason": dropped_at_read,
+        "shards": len(shard_infos), "samples": sum(s["samples"] for s in shard_infos),
+        "balanced": images["in"] == images["lifted"] + images["rejected"] + images["failed"],
+    }
+    tables = [pq.read_table(part_path(root, u, "objects.parquet")) for u in expected]
+    table = pa.concat_tables(tables) if tables else OBJECTS_SCHEMA.empty_table()
+    buf = io.BytesIO()
+    pq.write_table(table, buf, compression="zstd", write_statistics=True)
+    write_bytes_atomic(root / "index" / "objects.parquet", buf.getvalue())
+    for name in ("rejected", "errors"):
+        data = b"".join(part_path(root, u, f"{name}.jsonl").read_bytes() for u in expected)
+        if name == "errors":
+            data = _jsonl({"key": e.get("key"), "level": e.get("level"), "reason": e["reason"],
+                           "detail": e.get("detail", ""), "stage": "read",
+                           "image_id": _s(e.get("image_id")), "source_ann_id": _s(e.get("source_ann_id"))}
+                          for e in source_errors) + data
+        write_bytes_atomic(root / name / f"{name}.jsonl", data)
+    manifest = _manifest("repository", shard_infos, config, versions)
+    check_manifest(manifest)
+    write_json_atomic(root / "manifest.json", manifest, pretty=True)
+    write_json_atomic(root / "stats.json", stats, pretty=True)
+    return stats
+
+
+def check_manifest(manifest: dict) -> None:
+    """Raise ValueError when a manifest does not match schemas/manifest.schema.json."""
+    msg = validation_error(manifest, "manifest")
+    if msg is not None:
+        raise ValueError(f"manifest invalid: {msg}")
+
+
+# ---------------------------------------------------------------------------------------
+# QA units.
+
+
+def write_qa_unit(root: Path, unit_id: int, samples: Iterable[tuple[dict, bytes]], counts: dict) -> dict:
+    """Write unit `unit_id` of the QA output: `shard-N.tar` (KEY.jpg + KEY.json), then stats.
+
+    samples: (qa sample dict, jpg bytes); each dict is validated against
+    schemas/qa_sample.schema.json — an invalid one is counted under
+    `samples_invalid` and left out, never a crash. counts: the unit's other counters
+    (records in, without QA, rephrase stats), stored as given. Returns the stats dict.
+    """
+    good, invalid, errors = [], 0, []
+    n_questions, families = 0, Counter()
+    for qa, jpg in samples:
+        msg = validation_error(qa, "qa_sample")
+        if msg is not None:
+            invalid += 1
+            errors.append({"key": qa.get("key"), "reason": "qa_sample_invalid", "detail": msg})
+            continue
+        n_questions += len(qa["questions"])
+        families.update(q["family"] for q in qa["questions"])
+        good.append({"__key__": qa["key"], "jpg": jpg, "json": canonical_json(qa)})
+    info = write_tar_atomic(root / shard_name(unit_id), good)
+    write_bytes_atomic(part_path(root, unit_id, "errors.jsonl"), _jsonl(sorted(errors, key=canonical_json)))
+    stats = {"unit": unit_id, "shard": info.to_dict(), "samples": info.samples, "samples_invalid": invalid,
+             "questions": n_questions, "questions_by_family": dict(families), "counts": counts}
+    write_json_atomic(part_path(root, unit_id, "stats.json"), stats)
+    return stats
+
+
+def finalize_qa(root: Path, *, config: dict, versions: dict, expected_units: Iterable[int]) -> dict:
+    """Rebuild qa manifest.json, stats.json and errors/ from the finished units' parts."""
+    expected = sorted(set(expected_units))
+    missing = sorted(set(expected) - done_units(root))
+    if missing:
+        raise RuntimeError(f"{len(missing)} unit(s) not finished, e.g. {shard_name(missing[0])}")
+    units = [json.loads(part_path(root, u, "stats.json").read_text()) for u in expected]
+    totals = {"samples": 0, "samples_invalid": 0, "questions": 0}
+    families, counts = {}, {}
+    for u in units:
+        _add(totals, {k: u[k] for k in totals})
+        _add(families, u["questions_by_family"])
+        _add(counts, u["counts"])
+    shard_infos = [u["shard"] for u in units]
+    stats = {"schema_version": SCHEMA_VERSION, "kind": "qa", **totals, "questions_by_family": families,
+             **counts, "shards": len(shard_infos)}
+    data = b"".join(part_path(root, u, "errors.jsonl").read_bytes() for u in expected)
+    write_bytes_atomic(root / "errors" / "errors.jsonl", data)
+    manifest = _manifest("qa", shard_infos, config, versions)
+    check_manifest(manifest)
+    write_json_atomic(root / "manifest.json", manifest, pretty=True)
+    write_json_atomic(root / "stats.json", stats, pretty=True)
+    return stats
