@@ -23,6 +23,7 @@ INSTALL_REQUIRES = [
     "jinja2>=3.1",
     "pyyaml>=6",
     "jsonschema>=4.20",
+    "ijson>=3.2",  # streaming JSON: multi-GB annotation files are never loaded whole
     "matplotlib>=3.8",
 ]
 

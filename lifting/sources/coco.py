@@ -1,0 +1,274 @@
+"""COCO-format instances JSON (COCO, and the base of Objects365 and Omni3D readers).
+
+Input: `{"images": [...], "annotations": [...], "categories": [...]}` in any key order.
+Images: `id`, `file_name` (relative to the images folder), `width`, `height`; every other
+field (license, coco_url, ...) goes to `ImageRecord.extra`. Annotations: `id`,
+`image_id`, `category_id`, `bbox` [x, y, w, h] in pixel edges, optional `segmentation`
+(polygon list, or RLE dict with list or string counts), `iscrowd`; other scalar fields go
+to `Object2D.attributes`. Segmentation is kept exactly as given.
+
+Files up to `in_memory_bytes` are read with `json.load`; larger ones are streamed with
+ijson (C backend), one pass for `categories`, one for `images`, one for `annotations`,
+so the key order does not matter and no whole list is ever held in memory.
+Python's json writes NaN / Infinity as bare tokens, which ijson rejects: streamed files
+pass through `NonFiniteToNull`, which turns such value tokens into null (then caught as
+`bbox_malformed` etc.) - json.load of small files reads them as float nan (`bbox_nonfinite`).
+
+Reason codes (level): image_malformed, image_missing_field, image_bad_size,
+duplicate_image_id, image_missing / image_empty / image_unreadable (check_files) (image);
+ann_malformed, ann_missing_field, unknown_image_id, duplicate_annotation_id,
+unknown_category, bbox_malformed, bbox_nonfinite, bbox_non_positive_size,
+bbox_out_of_image, bbox_exceeds_image, mask_* (see lifting.masks), parent_image_failed
+(object).
+"""
+from __future__ import annotations
+
+import json
+import logging
+import os
+import re
+from typing import Any, Iterator
+
+from lifting.masks import validate_segmentation
+from lifting.records import ErrorRecord, ImageRecord, Object2D
+from lifting.sources import (Group, Source, SourceConfigError, check_bbox_xywh, is_number,
+                             positive_int)
+from lifting.sources.categories import CategoryMap
+
+log = logging.getLogger(__name__)
+
+#: Image / annotation keys consumed by the reader (the rest is passed through).
+IMAGE_KEYS = {"id", "file_name", "width", "height"}
+ANN_KEYS = {"id", "image_id", "category_id", "bbox", "segmentation", "iscrowd"}
+
+
+def _valid_id(v) -> bool:
+    return (isinstance(v, str) and v != "") or (isinstance(v, int) and not isinstance(v, bool))
+
+
+def _json_scalar(v) -> bool:
+    return v is None or isinstance(v, (str, bool, int, float))
+
+
+class CocoSource(Source):
+    """COCO instances JSON + image folder (options: see `Source`, plus `check_mask_area`)."""
+
+    name = "coco"
+    image_keys = IMAGE_KEYS
+    ann_keys = ANN_KEYS
+
+    def __init__(self, annotations=None, images=None, *, check_mask_area: bool = True, **kw):
+        super().__init__(annotations=annotations, images=images, **kw)
+        if self.annotations is None:
+            raise SourceConfigError(f"{self.name}: annotations= (the instances JSON) is required")
+        self.check_mask_area = bool(check_mask_area)
+        self.categories: CategoryMap | None = None
+        self._loaded: dict | None = None
+
+    # -- reading --------------------------------------------------------------------------
+    def _small(self) -> bool:
+        return self.input_bytes() <= self.in_memory_bytes
+
+    def _load_small(self) -> dict:
+        if self._loaded is None:
+            try:
+                with open(self.annotations, "rb") as f:
+                    data = json.load(f)
+            except (json.JSONDecodeError, UnicodeDecodeError) as e:
+                raise SourceConfigError(f"{self.name}: {self.annotations} is not valid JSON: {e}") from e
+            if not isinstance(data, dict):
+                raise SourceConfigError(f"{self.name}: {self.annotations} is not a COCO-format object")
+            self._loaded = data
+        return self._loaded
+
+    def _stream(self, prefix: str) -> Iterator[Any]:
+        if self._small():
+            v = self._load_small().get(prefix, [])
+            yield from (v if isinstance(v, list) else [])
+            return
+        import ijson
+
+        with open(self.annotations, "rb") as raw:
+            f = NonFiniteToNull(raw)
+            try:
+                yield from ijson.items(f, f"{prefix}.item", use_float=True)
+            except ijson.JSONError as e:
+                raise SourceConfigError(f"{self.name}: {self.annotations}: JSON error in '{prefix}': {e}") from e
+
+    def prepare(self) -> None:
+        raw: dict = {}
+        for c in self._stream("categories"):
+            if not isinstance(c, dict) or not _valid_id(c.get("id")) or not isinstance(c.get("name"), str):
+                log.warning("%s: ignoring malformed category %r", self.name, c)
+                continue
+            if c["id"] in raw:
+                log.warning("%s: duplicate category id %r, keeping the first", self.name, c["id"])
+                continue
+            raw[c["id"]] = c["name"]
+        self.categories = CategoryMap(raw)
+
+    def iter_items(self) -> Iterator[tuple]:
+        for img in self._stream("images"):
+            if not isinstance(img, dict):
+                yield "error", "image", self.error("image_malformed", "image", detail=repr(img)[:200])
+            elif not _valid_id(img.get("id")):
+                yield "error", "image", self.error("image_missing_field", "image",
+                                                   detail=f"image without a valid id: {repr(img)[:200]}")
+            else:
+                yield "image", img["id"], img
+        for ann in self._stream("annotations"):
+            if not isinstance(ann, dict):
+                yield "error", "object", self.error("ann_malformed", "object", detail=repr(ann)[:200])
+            elif not _valid_id(ann.get("image_id")):
+                yield "error", "object", self.error("ann_missing_field", "object", ann_id=ann.get("id"),
+                                                    detail="annotation without a valid image_id")
+            else:
+                yield "ann", ann["image_id"], ann
+        self._loaded = None
+
+    def ann_id(self, payload: dict):
+        v = payload.get("id")
+        return v if _valid_id(v) else None
+
+    # -- hooks for COCO-format variants ---------------------------------------------------
+    def file_name_of(self, img: dict) -> str | None:
+        v = img.get("file_name")
+        return v if isinstance(v, str) and v else None
+
+    def resolve_image_path(self, file_name: str) -> str:
+        return self.image_path(file_name)
+
+    def image_fields(self, img: dict, width: int, height: int) -> tuple[dict, str | None]:
+        """Extra ImageRecord fields (K, depth...) of a valid image, or ({}, reason)."""
+        return {}, None
+
+    def object_bbox(self, ann: dict, width: int, height: int) -> tuple[list[float] | None, str | None]:
+        return check_bbox_xywh(ann.get("bbox"), width, height, self.bbox_tolerance)
+
+    def object_fields(self, ann: dict, image: ImageRecord) -> tuple[dict, str | None]:
+        """Extra Object2D fields (gt_box3d...) of an annotation, or ({}, reason)."""
+        return {}, None
+
+    # -- assembling -------------------------------------------------------------------------
+    def _image_record(self, img: dict) -> tuple[ImageRecord | None, str | None, str]:
+        image_id = img["id"]
+        fn = self.file_name_of(img)
+        if fn is None:
+            return None, "image_missing_field", "no file_name"
+        w, h = positive_int(img.get("width")), positive_int(img.get("height"))
+        if w is None or h is None:
+            return None, "image_bad_size", f"width={img.get('width')!r} height={img.get('height')!r}"
+        path = self.resolve_image_path(fn)
+        problem = self.file_problem(path, "image")
+        if problem:
+            return None, problem, path
+        fields, reason = self.image_fields(img, w, h)
+        if reason:
+            return None, reason, fields.get("_detail", "")
+        extra = {k: v for k, v in img.items() if k not in self.image_keys and _json_scalar(v)}
+        extra["file_name"] = fn
+        rec = ImageRecord(key=self.key(image_id), source=self.name, image_id=image_id, image_path=path,
+                          width=w, height=h, extra=extra, **fields)
+        return rec, None, ""
+
+    def assemble(self, group: Group) -> Iterator[ImageRecord | ErrorRecord]:
+        image_id = group.image_id
+        if not group.images:
+            for _, ann in group.anns:
+                yield self.error("unknown_image_id", "object", image_id=image_id, ann_id=ann.get("id"),
+                                 detail=f"no image with id {image_id!r}")
+            return
+        for _, dup in group.images[1:]:
+            yield self.error("duplicate_image_id", "image", image_id=image_id,
+                             detail=f"a later image entry repeats id {image_id!r} "
+                                    f"(file_name={dup.get('file_name')!r}); the first is kept")
+        rec, reason, detail = self._image_record(group.images[0][1])
+        if rec is None:
+            yield self.error(reason, "image", image_id=image_id, detail=detail)
+            for _, ann in group.anns:
+                yield self.error("parent_image_failed", "object", image_id=image_id, ann_id=ann.get("id"),
+                                 detail=f"image failed: {reason}")
+            return
+        errors: list[ErrorRecord] = []
+        for idx, (seq, ann) in enumerate(group.anns):
+            obj, reason, detail = self._object(ann, rec, idx, seq in group.dup_ann_seqs)
+            if obj is None:
+                errors.append(self.error(reason, "object", image_id=image_id, ann_id=ann.get("id"), detail=detail))
+            else:
+                rec.objects.append(obj)
+        yield rec
+        yield from errors
+
+    def _object(self, ann: dict, rec: ImageRecord, idx: int, is_dup: bool):
+        ann_id = ann.get("id") if _valid_id(ann.get("id")) else None
+        if is_dup:
+            return None, "duplicate_annotation_id", f"annotation id {ann_id!r} seen before"
+        if "category_id" not in ann:
+            return None, "ann_missing_field", "no category_id"
+        cat = self.categories.lookup(ann["category_id"]) if _valid_id(ann["category_id"]) else None
+        if cat is None:
+            return None, "unknown_category", f"category_id={ann['category_id']!r}"
+        bbox, reason = self.object_bbox(ann, rec.width, rec.height)
+        if reason:
+            return None, reason, f"bbox={ann.get('bbox')!r}"[:300]
+        seg = ann.get("segmentation")
+        if seg is not None and seg != []:
+            reason = validate_segmentation(seg, rec.height, rec.width, check_area=self.check_mask_area)
+            if reason:
+                return None, reason, "segmentation"
+        else:
+            seg = None
+        crowd = ann.get("iscrowd", 0)
+        if not (is_number(crowd) or crowd is None):
+            return None, "ann_malformed", f"iscrowd={crowd!r}"
+        fields, reason = self.object_fields(ann, rec)
+        if reason:
+            return None, reason, fields.get("_detail", "")
+        attrs = {k: v for k, v in ann.items() if k not in self.ann_keys and _json_scalar(v)}
+        obj = Object2D(
+            object_id=f"{rec.key}-{ann_id if ann_id is not None else idx}",
+            category=cat[0], category_raw=cat[1], category_id=ann["category_id"], bbox_xyxy=bbox,
+            segmentation=seg, source_ann_id=ann_id, iscrowd=bool(crowd), attributes=attrs, **fields)
+        return obj, None, ""
+
+
+class NonFiniteToNull:
+    """Binary file wrapper replacing bare NaN / Infinity / -Infinity JSON values by null.
+
+    Streams in 64 KB chunks; each emitted piece ends just before a ',' so that no value
+    token is split. A value token is one that follows ':', ',' or '[' and precedes ',',
+    ']' or '}' (whitespace allowed); the same text inside a string would need those
+    delimiters around it too, which file names and category names practically never have.
+    """
+
+    _TOKEN = re.compile(rb"([:,\[]\s*)-?(?:NaN|Infinity)(?=\s*(?:[,\]}]|$))")
+
+    def __init__(self, f, chunk: int = 1 << 16):
+        self.f = f
+        self.chunk = chunk
+        self.tail = b""
+        self.out = b""
+        self.eof = False
+
+    def read(self, n: int = -1) -> bytes:
+        n = self.chunk if n is None or n < 0 else n
+        while len(self.out) < n and not self.eof:
+            data = self.tail + self.f.read(self.chunk)
+            if len(data) == len(self.tail):
+                self.eof = True
+                self.out += self._TOKEN.sub(rb"\1null", data)
+                self.tail = b""
+                break
+            cut = data.rfind(b",")
+            if cut <= 0:
+                self.tail = data
+                continue
+            self.out += self._TOKEN.sub(rb"\1null", data[:cut])
+            self.tail = data[cut:]
+        piece, self.out = self.out[:n], self.out[n:]
+        return piece
+
+
+def image_file_exists(path: str) -> bool:
+    """Cheap existence check (stat only) used by path-layout probes."""
+    return os.path.isfile(path)

@@ -1,0 +1,75 @@
+"""A plain folder of images (recursive) for the tagging + open-vocabulary detection path.
+
+Every file under `images=ROOT` (recursively, symlinked folders not followed) whose
+extension is in `image_io.IMAGE_EXTENSIONS` (case-insensitive: jpg, jpeg, png, webp,
+bmp, tif, tiff) is one input image, in sorted (deterministic) order of its POSIX relative
+path. `image_id` is that relative path and the key is `make_key("images", rel_path)`;
+two paths that map to the same key (e.g. `a/b.jpg` and `a-b.jpg`) keep the first and
+report `duplicate_key`. Records have no objects and width/height None: nothing is
+decoded here; `image_io.read_image` applies EXIF orientation when the pipeline decodes.
+Zero-byte files are `image_empty`, unreadable ones (permissions, broken links)
+`image_unreadable`/`image_missing` - checked always, as the walk has stat'ed them anyway.
+"""
+from __future__ import annotations
+
+import os
+from typing import Iterator
+
+from lifting.records import ErrorRecord, ImageRecord
+from lifting.sources import Group, Source, SourceConfigError
+from lifting.sources.image_io import IMAGE_EXTENSIONS
+
+
+def walk_images(root: str, extensions=IMAGE_EXTENSIONS) -> Iterator[str]:
+    """POSIX paths relative to `root` of image files, sorted, recursive (streaming walk)."""
+    exts = tuple(e.lower() for e in extensions)
+
+    def rec(rel: str) -> Iterator[str]:
+        path = os.path.join(root, rel) if rel else root
+        try:
+            # sort by the name as it appears in a relative path ("a/" for a folder), so the
+            # whole walk is in sorted order of the relative path strings
+            entries = sorted(os.scandir(path), key=lambda e: e.name + "/" if e.is_dir(follow_symlinks=False) else e.name)
+        except OSError:
+            return
+        for e in entries:
+            r = f"{rel}/{e.name}" if rel else e.name
+            if e.is_dir(follow_symlinks=False):
+                yield from rec(r)
+            elif e.name.lower().endswith(exts) and not e.name.startswith("."):
+                yield r
+
+    yield from rec("")
+
+
+class FolderSource(Source):
+    """Plain image folder (module docstring). `annotations` is unused."""
+
+    name = "images"
+
+    def __init__(self, annotations=None, images=None, **kw):
+        kw.setdefault("check_files", True)
+        super().__init__(annotations=None, images=images, **kw)
+        if self.images is None or not os.path.isdir(self.images):
+            raise SourceConfigError(f"images: {images!r} is not a folder")
+
+    def input_bytes(self) -> int:
+        """Spill-size estimate: ~200 bytes per file, so huge folders are grouped on disk."""
+        return 200 * sum(1 for _ in walk_images(self.images))
+
+    def iter_items(self) -> Iterator[tuple]:
+        for rel in walk_images(self.images):
+            yield "image", self.key(rel), {"rel": rel}
+
+    def assemble(self, group: Group) -> Iterator[ImageRecord | ErrorRecord]:
+        key = group.image_id
+        first = group.images[0][1]["rel"]
+        for _, dup in group.images[1:]:
+            yield self.error("duplicate_key", "image", image_id=dup["rel"],
+                             detail=f"{dup['rel']} maps to key {key} like {first}; the first is kept")
+        path = self.image_path(first)
+        problem = self.file_problem(path, "image")
+        if problem:
+            yield self.error(problem, "image", image_id=first, detail=path)
+            return
+        yield ImageRecord(key=key, source=self.name, image_id=first, image_path=path)
