@@ -1,0 +1,87 @@
+"""All thresholds of the lifting core in one place, with the reason codes they produce.
+
+`None` switches a filter off (datatrove style). Lengths in metres, angles in degrees.
+"""
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, fields
+
+#: Stable reason codes for rejected objects (snake_case; the filter that emits each).
+REASONS = {
+    "crowd": "crowd annotation (a group, not one object)",
+    "bbox_outside_image": "the 2D box has no area inside the image",
+    "mask_empty": "the mask has no pixel inside the image",
+    "mask_invalid": "the mask could not be decoded",
+    "depth_invalid": "too few mask pixels have valid depth",
+    "depth_out_of_range": "the object's median depth is outside [min_depth_m, max_depth_m]",
+    "too_few_points": "fewer than min_points points survive cleaning",
+    "no_foreground_cluster": "box-only segmentation found no object cluster in the box",
+    "implausible_size": "a box dimension is outside [min_size_m, max_size_m]",
+    "size_vs_prior": "the box is far smaller or larger than the category allows",
+    "degenerate_aspect": "largest / smallest dimension exceeds max_aspect",
+    "truncated": "the object is cut by the image border beyond max_truncation",
+    "low_projected_iou": "the projected 3D box disagrees with the source 2D box",
+}
+
+
+@dataclass(frozen=True)
+class LiftConfig:
+    # --- depth validity
+    min_depth_m: float = 0.1
+    max_depth_m: float = 100.0
+    # --- pixels (organised point cloud)
+    depth_edge_rel: float = 0.04  # neighbour jump > rel * z marks a depth discontinuity (flying pixels)
+    erode_frac: float = 0.02  # erosion radius = erode_frac * sqrt(mask area) pixels ...
+    erode_max_px: int = 3  # ... at most this ...
+    erode_keep_frac: float = 0.4  # ... and reduced while erosion would keep less than this fraction
+    component_merge_rel: float = 0.08  # other mask components within this relative depth join the main one
+    smooth_px: int = 5  # masked box filter of the object's depth (0 or 1: off) ...
+    smooth_min_noise: float = 0.002  # ... applied when the object's relative depth noise exceeds this
+    max_points: int = 3000  # deterministic stride subsample before the 3D steps
+    # --- 3D cleaning
+    voxel_rel: float = 0.004  # voxel edge = voxel_rel * median depth ...
+    voxel_min_m: float = 0.004  # ... at least this
+    sor_k: int = 8  # statistical outlier removal: neighbours ...
+    sor_std: float = 2.5  # ... and the std-ratio above which a point is an outlier
+    cluster_rel: float = 0.025  # main-cluster radius = max(cluster_min_m, cluster_rel * z)
+    cluster_min_m: float = 0.03
+    # --- gravity and floor
+    floor_ransac_iters: int = 256
+    floor_inlier_m: float = 0.03  # + floor_inlier_rel * z
+    floor_inlier_rel: float = 0.01
+    floor_max_tilt_deg: float = 35.0  # floor normal within this of the upright default
+    floor_min_support: float = 0.04  # inlier fraction of the valid pixels to trust a floor
+    floor_snap_m: float = 0.3  # box bottom within this above the floor snaps to it
+    # --- fitting
+    trim_pct: float = 2.0  # percentile trimming of extents
+    round_residual: float = 0.03  # circle-fit RMS / radius of the front outline below which it is round
+    complete_with_priors: bool = True
+    prior_scale_clip: tuple[float, float] = (0.6, 1.6)
+    # --- box-only segmentation
+    boxseg_min_component_frac: float = 0.01  # of the 2D box area
+    boxseg_near_score_frac: float = 0.6  # nearest among components scoring >= frac * best
+    # --- filters (None disables)
+    reject_crowd: bool = True
+    min_valid_depth_frac: float | None = 0.2
+    min_points: int | None = 30
+    min_size_m: float | None = 0.02
+    max_size_m: float | None = 50.0
+    prior_ratio: float | None = 4.0  # reject when a dimension is beyond [min / r, max * r] of the prior
+    max_aspect: float | None = 30.0
+    max_truncation: float | None = 0.6
+    min_proj_iou: float | None = 0.5
+
+    @classmethod
+    def from_dict(cls, d: dict | None) -> "LiftConfig":
+        """Build from a (YAML/JSON) mapping; unknown keys raise ValueError naming them."""
+        d = dict(d or {})
+        names = {f.name for f in fields(cls)}
+        unknown = sorted(set(d) - names)
+        if unknown:
+            raise ValueError(f"unknown lifting option(s): {', '.join(unknown)}")
+        if "prior_scale_clip" in d:
+            d["prior_scale_clip"] = tuple(d["prior_scale_clip"])
+        return cls(**d)
+
+    def to_dict(self) -> dict:
+        return asdict(self)

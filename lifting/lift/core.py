@@ -1,0 +1,321 @@
+"""Lift one image: 2D objects (mask or box) + metric depth + K -> gravity-aligned 3D boxes.
+
+Every input object ends as either a kept 3D box with quality figures or a rejection with
+a reason code from `lifting.lift.config.REASONS`; `lift_image` never drops one silently.
+"""
+from __future__ import annotations
+
+import logging
+from collections import Counter
+from dataclasses import dataclass
+
+import numpy as np
+
+from lifting.boxes import iou_2d, project_box
+from lifting.camera import unproject_points, validate_K
+from lifting.lift.boxseg import segment_boxes
+from lifting.lift.cloud import clean_points
+from lifting.lift.config import LiftConfig
+from lifting.lift.filters import check_box, check_pixels
+from lifting.lift.fit import fit_box
+from lifting.lift.gravity import GravityEstimate, estimate_gravity
+from lifting.lift.pixels import adaptive_erode, depth_edges, main_components, masked_smooth, relative_noise, valid_depth
+from lifting.records import SCHEMA_VERSION, ImageRecord, Object2D
+
+log = logging.getLogger(__name__)
+
+
+class LiftInputError(ValueError):
+    """The image as a whole cannot be lifted (bad K, depth of the wrong size); `.reason` is a code."""
+
+    def __init__(self, reason: str, detail: str = ""):
+        super().__init__(f"{reason}: {detail}" if detail else reason)
+        self.reason = reason
+        self.detail = detail
+
+
+@dataclass
+class _Priors:
+    """Lazy access to the category size priors (None when no table is available)."""
+
+    table: object = None
+
+    def dims(self, category: str):
+        if self.table is None:
+            return None, None
+        p = self.table.get(category)
+        return p, np.asarray(p.dims, dtype=np.float64)
+
+
+_PRIORS: _Priors | None = None
+
+
+def default_priors() -> _Priors:
+    global _PRIORS
+    if _PRIORS is None:
+        from lifting.priors import SizePriors
+
+        _PRIORS = _Priors(SizePriors.load())
+    return _PRIORS
+
+
+def _object_pixels(mask: np.ndarray, sl, depth: np.ndarray, valid: np.ndarray, edges: np.ndarray,
+                   cfg: LiftConfig):
+    """Clean an object's mask inside its crop; returns (pixel mask in crop, valid fraction)."""
+    m = mask[sl]
+    n_mask = int(m.sum())
+    if n_mask == 0:
+        return None, 0.0
+    good = m & valid[sl]
+    valid_frac = float(good.sum()) / n_mask
+    good &= ~edges[sl]
+    good = adaptive_erode(good, cfg)
+    if good.any():
+        good = main_components(good, depth[sl], cfg)
+    return good, valid_frac
+
+
+def _points(pix: np.ndarray, sl, depth: np.ndarray, K: np.ndarray, cfg: LiftConfig) -> np.ndarray:
+    """(N, 3) camera-frame points of the object pixels `pix` (h, w) of crop `sl`, depth smoothed
+    inside the object (see pixels.masked_smooth) and stride-subsampled to cfg.max_points."""
+    zc = depth[sl]
+    if cfg.smooth_px > 1 and relative_noise(zc, pix) > cfg.smooth_min_noise:
+        zc = masked_smooth(zc, pix, cfg.smooth_px)
+    rows, cols = np.nonzero(pix)
+    zs = zc[rows, cols]
+    if len(rows) > cfg.max_points:  # deterministic stride subsample
+        step = int(np.ceil(len(rows) / cfg.max_points))
+        rows, cols, zs = rows[::step], cols[::step], zs[::step]
+    rows = rows + sl[0].start
+    cols = cols + sl[1].start
+    uv = np.stack([cols, rows], axis=1).astype(np.float32)
+    return unproject_points(uv, zs, K).astype(np.float64)
+
+
+def bottom_hidden(pix: np.ndarray, sl, depth: np.ndarray, valid: np.ndarray, gap_px: int = 3,
+                  frac: float = 0.3) -> bool:
+    """Whether an object's lower edge is unobserved: cut by the image's bottom border, or
+    with something nearer just below it in at least `frac` of its columns (occluded).
+
+    Args:
+        pix: (h, w) bool object pixels inside the crop `sl` of the (H, W) depth map.
+    """
+    H = depth.shape[0]
+    cols = np.flatnonzero(pix.any(axis=0))
+    if len(cols) == 0:
+        return False
+    h = pix.shape[0]
+    last = h - 1 - np.argmax(pix[::-1, cols], axis=0) + sl[0].start
+    c = cols + sl[1].start
+    below = last + gap_px
+    cut = below >= H
+    b = np.minimum(below, H - 1)
+    z_obj = depth[last, c]
+    occl = valid[b, c] & (depth[b, c] < 0.95 * z_obj)
+    return bool((cut | occl).mean() >= frac)
+
+
+def _crop(b, shape):
+    h, w = shape
+    x0 = int(np.clip(np.floor(b[0]), 0, w))
+    y0 = int(np.clip(np.floor(b[1]), 0, h))
+    x1 = int(np.clip(np.ceil(b[2]), 0, w))
+    y1 = int(np.clip(np.ceil(b[3]), 0, h))
+    if x1 <= x0 or y1 <= y0:
+        return None
+    return slice(y0, y1), slice(x0, x1)
+
+
+def _decode(obj: Object2D, h: int, w: int):
+    from lifting.masks import decode_segmentation, validate_segmentation
+
+    reason = validate_segmentation(obj.segmentation, h, w)
+    if reason is not None:
+        return None, reason
+    return decode_segmentation(obj.segmentation, h, w).astype(bool), None
+
+
+def lift_image(record: ImageRecord, depth: np.ndarray, K: np.ndarray, *, K_source: str, depth_source: str,
+               masks: dict | None = None, config: LiftConfig | None = None, priors=None,
+               gravity: GravityEstimate | None = None) -> dict:
+    """Lift every object of one image.
+
+    Args:
+        record: the image with its 2D objects (bbox_xyxy in pixel-edge coordinates of the
+            stored image; `segmentation` decoded here when present).
+        depth: (H, W) float metric z-depth, metres, at the image's resolution; 0/NaN invalid.
+        K: (3, 3) intrinsics of the image.
+        K_source, depth_source: provenance written into the record ("dataset",
+            "model:depth-anything-v2", "sensor", ...).
+        masks: optional {object_id: (H, W) bool} from a segmenter; overrides annotation masks.
+        config: thresholds (LiftConfig); priors: category size priors (default table).
+        gravity: precomputed gravity/floor estimate (else estimated here).
+    Returns:
+        The repository image record (schemas/image_record.schema.json), every object kept
+        (with `box3d` and `quality`) or rejected (with `reason`), plus `stats` counts.
+    Raises:
+        LiftInputError when the whole image is unusable (bad K, depth of the wrong shape).
+    """
+    cfg = config or LiftConfig()
+    priors = priors if priors is not None else default_priors()
+    depth = np.asarray(depth, dtype=np.float32)
+    if depth.ndim != 2:
+        raise LiftInputError("depth_bad_shape", f"depth must be (H, W), got {depth.shape}")
+    H, W = depth.shape
+    if record.width and record.height and (record.width, record.height) != (W, H):
+        raise LiftInputError("depth_size_mismatch", f"depth {W}x{H} vs image {record.width}x{record.height}")
+    K = np.asarray(K, dtype=np.float64)
+    bad_k = validate_K(K, W, H)
+    if bad_k:
+        raise LiftInputError(bad_k, f"K={K.tolist()}")
+
+    valid = valid_depth(depth, cfg)
+    if not valid.any():
+        raise LiftInputError("depth_all_invalid", "no pixel has valid depth")
+    edges = depth_edges(depth, valid, cfg.depth_edge_rel)
+    if gravity is None:
+        from lifting.camera import backproject
+
+        xyz = backproject(np.where(valid, depth, 0), K)
+        gravity = estimate_gravity(xyz, valid, cfg, record.gravity_cam, seed=0)
+    g = gravity.gravity_cam
+    floor = gravity.floor
+
+    objects_out: list[dict] = []
+    reasons: Counter = Counter()
+    # --- masks: given > annotation > box-only segmentation (all boxes together)
+    obj_masks: dict[str, np.ndarray | None] = {}
+    mask_source: dict[str, str] = {}
+    pre_reject: dict[str, str] = {}
+    box_only: list[Object2D] = []
+    for o in record.objects:
+        if cfg.reject_crowd and o.iscrowd:
+            pre_reject[o.object_id] = "crowd"
+            continue
+        if _crop(o.bbox_xyxy, (H, W)) is None:
+            pre_reject[o.object_id] = "bbox_outside_image"
+            continue
+        if masks and o.object_id in masks:
+            obj_masks[o.object_id] = np.asarray(masks[o.object_id], dtype=bool)
+            mask_source[o.object_id] = "segmenter"
+        elif o.segmentation is not None:
+            m, why = _decode(o, H, W)
+            if m is None:
+                pre_reject[o.object_id] = "mask_empty" if why == "mask_empty" else "mask_invalid"
+                continue
+            obj_masks[o.object_id] = m
+            mask_source[o.object_id] = "annotation"
+        else:
+            box_only.append(o)
+    if box_only:
+        cand = valid & ~edges
+        if floor is not None:
+            from lifting.camera import backproject
+
+            xyz = backproject(np.where(valid, depth, 0), K)
+            hgt = floor.offset - xyz @ floor.normal
+            cand &= hgt > (cfg.floor_inlier_m + cfg.floor_inlier_rel * depth)
+        segs = segment_boxes(np.array([o.bbox_xyxy for o in box_only], dtype=np.float64), depth, cand, cfg)
+        for o, m in zip(box_only, segs):
+            if m is None:
+                pre_reject[o.object_id] = "no_foreground_cluster"
+            else:
+                obj_masks[o.object_id] = m
+                mask_source[o.object_id] = "depth_box"
+
+    for o in record.objects:
+        entry = {
+            "object_id": o.object_id,
+            "category": o.category,
+            "category_raw": o.category_raw,
+            "source_ann_id": o.source_ann_id,
+            "bbox_xyxy": [float(v) for v in o.bbox_xyxy],
+            "status": "rejected",
+            "reason": None,
+            "mask_source": mask_source.get(o.object_id),
+            "box3d": None,
+            "quality": {},
+        }
+        reason = pre_reject.get(o.object_id)
+        if reason is None:
+            reason = _lift_object(o, obj_masks[o.object_id], depth, valid, edges, K, g, floor, cfg, priors,
+                                  (W, H), entry)
+        if reason is None:
+            entry["status"] = "kept"
+        else:
+            entry["reason"] = reason
+        reasons[reason or "kept"] += 1
+        objects_out.append(entry)
+
+    kept = reasons.get("kept", 0)
+    return {
+        "schema_version": SCHEMA_VERSION,
+        "key": record.key,
+        "source": record.source,
+        "image_id": record.image_id,
+        "file_name": str(record.extra.get("file_name", record.image_path)),
+        "width": W,
+        "height": H,
+        "K": K.tolist(),
+        "K_source": K_source,
+        "depth_source": depth_source,
+        "gravity_cam": [float(v) for v in g],
+        "gravity_source": gravity.source,
+        "floor_offset_m": None if floor is None else round(float(floor.offset), 4),
+        "status": "lifted" if kept else "rejected",
+        "reason": None if kept else ("no_objects" if not record.objects else "no_object_kept"),
+        "tags": list(record.tags),
+        "objects": objects_out,
+        "stats": dict(sorted(reasons.items())),
+    }
+
+
+def _lift_object(o: Object2D, mask: np.ndarray, depth, valid, edges, K, g, floor, cfg: LiftConfig, priors,
+                 image_size, entry: dict) -> str | None:
+    """Lift one object in place into `entry`; returns a reason code when rejected."""
+    H, W = depth.shape
+    sl = _crop(o.bbox_xyxy, (H, W))
+    # the mask may extend a little beyond a loose 2D box: crop to the union
+    rows = np.flatnonzero(mask.any(axis=1))
+    if len(rows) == 0:
+        return "mask_empty"
+    cols = np.flatnonzero(mask.any(axis=0))
+    sl = (slice(min(sl[0].start, rows[0]), max(sl[0].stop, rows[-1] + 1)),
+          slice(min(sl[1].start, cols[0]), max(sl[1].stop, cols[-1] + 1)))
+    pix, valid_frac = _object_pixels(mask, sl, depth, valid, edges, cfg)
+    reason = check_pixels(pix, valid_frac, cfg)
+    if reason:
+        return reason
+    xyz = _points(pix, sl, depth, K, cfg)
+    z_med = float(np.median(xyz[:, 2]))
+    if not (cfg.min_depth_m <= z_med <= cfg.max_depth_m):
+        return "depth_out_of_range"
+    pts = clean_points(xyz, cfg)
+    entry["quality"]["n_points"] = int(len(pts))
+    if cfg.min_points is not None and len(pts) < cfg.min_points:
+        return "too_few_points"
+    prior, prior_dims = priors.dims(o.category)
+    hidden = bottom_hidden(pix, sl, depth, valid)
+    fit = fit_box(pts, g, cfg, floor_offset=None if floor is None else floor.offset, prior_dims=prior_dims,
+                  bottom_hidden=hidden, prior_max_height=None if prior is None else float(prior.max[1]))
+    box = fit.box
+    proj_full = project_box(box, K, None)
+    proj = project_box(box, K, image_size)
+    proj_iou = iou_2d(proj, tuple(o.bbox_xyxy))
+    area = lambda b: 0.0 if b is None else (b[2] - b[0]) * (b[3] - b[1])  # noqa: E731
+    truncation = 1.0 - area(proj) / area(proj_full) if area(proj_full) > 0 else 1.0
+    zq = np.percentile(pts[:, 2], [10, 90])
+    entry["box3d"] = box.to_omni3d()
+    entry["quality"].update(
+        {
+            "proj_iou": round(float(proj_iou), 4),
+            "depth_spread_m": round(float(zq[1] - zq[0]), 4),
+            "visible_fraction": round(float(fit.visible_fraction), 4),
+            "truncation": round(float(truncation), 4),
+            "round": fit.round,
+            "bottom_hidden": hidden,
+            "completed": fit.completed,
+            "prior": None if prior is None else prior.source,
+        }
+    )
+    return check_box(box, proj_iou, truncation, prior, cfg)

@@ -1,0 +1,43 @@
+"""Rule-based filters of the lifting core. Each only decides: it returns a reason code
+from `lifting.lift.config.REASONS` or None (keep). Thresholds live in `LiftConfig`."""
+from __future__ import annotations
+
+import numpy as np
+
+from lifting.boxes import Box3D
+from lifting.lift.config import LiftConfig
+
+
+def check_pixels(pix: np.ndarray | None, valid_frac: float, cfg: LiftConfig) -> str | None:
+    """Before back-projection: enough of the mask has valid depth and something is left."""
+    if pix is None:
+        return "mask_empty"
+    if cfg.min_valid_depth_frac is not None and valid_frac < cfg.min_valid_depth_frac:
+        return "depth_invalid"
+    if not pix.any():
+        return "too_few_points"
+    return None
+
+
+def check_box(box: Box3D, proj_iou: float, truncation: float, prior, cfg: LiftConfig) -> str | None:
+    """After fitting: size (absolute and against the prior), aspect, truncation, self-consistency."""
+    d = box.dimensions
+    if cfg.min_size_m is not None and d.max() < cfg.min_size_m:
+        return "implausible_size"
+    if cfg.max_size_m is not None and d.max() > cfg.max_size_m:
+        return "implausible_size"
+    if cfg.prior_ratio is not None and prior is not None and getattr(prior, "source", "generic") != "generic":
+        r = cfg.prior_ratio
+        horiz = np.sort(d[[0, 2]])[::-1]  # (long, short) like the prior's (w, l)
+        size = np.array([horiz[0], d[1], horiz[1]])
+        lo = np.asarray(prior.min, dtype=np.float64) / r
+        hi = np.asarray(prior.max, dtype=np.float64) * r
+        if np.any(size < lo) or np.any(size > hi):
+            return "size_vs_prior"
+    if cfg.max_aspect is not None and d.max() / max(d.min(), 1e-6) > cfg.max_aspect:
+        return "degenerate_aspect"
+    if cfg.max_truncation is not None and truncation > cfg.max_truncation:
+        return "truncated"
+    if cfg.min_proj_iou is not None and proj_iou < cfg.min_proj_iou:
+        return "low_projected_iou"
+    return None

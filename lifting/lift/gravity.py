@@ -1,0 +1,144 @@
+"""Gravity ("down" in the camera frame) and the floor plane of an image.
+
+Order of trust: a dataset-provided gravity, else the normal of a floor plane found by
+RANSAC on the image's points, else the upright-camera default [0, 1, 0]. With a given
+gravity the floor offset is still searched (1-D), so that boxes can snap to the floor.
+
+RANSAC is vectorised numpy rather than Open3D's `segment_plane` because the floor needs
+constraints Open3D does not take: a normal near the prior "down", and almost no point
+below the plane (the floor is the lowest large plane, not a wall or table top).
+"""
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import numpy as np
+
+from lifting.lift.config import LiftConfig
+
+UPRIGHT = np.array([0.0, 1.0, 0.0])
+
+
+@dataclass(frozen=True)
+class Floor:
+    """Plane n . p = d in the camera frame; n is unit "down" (gravity), d > 0 the camera height."""
+
+    normal: np.ndarray  # (3,)
+    offset: float  # metres
+    support: float  # inlier fraction of the sampled valid points
+
+    def height_above(self, xyz_cam: np.ndarray) -> np.ndarray:
+        """(N,) height of points above the floor, metres (positive above)."""
+        return self.offset - xyz_cam @ self.normal
+
+
+@dataclass(frozen=True)
+class GravityEstimate:
+    gravity_cam: np.ndarray  # (3,) unit
+    source: str  # dataset | floor_plane | upright_default
+    floor: Floor | None
+
+
+def _sample_points(xyz: np.ndarray, valid: np.ndarray, n: int, rng: np.random.Generator) -> np.ndarray:
+    idx = np.flatnonzero(valid.ravel())
+    if len(idx) > n:
+        idx = rng.choice(idx, n, replace=False)
+    return xyz.reshape(-1, 3)[idx].astype(np.float64)
+
+
+def _inlier_tol(p: np.ndarray, cfg: LiftConfig) -> np.ndarray:
+    return cfg.floor_inlier_m + cfg.floor_inlier_rel * p[:, 2]
+
+
+def _refine(p: np.ndarray, n: np.ndarray, d: float, cfg: LiftConfig) -> tuple[np.ndarray, float]:
+    """Least-squares plane through the inliers of (n, d), normal oriented like n."""
+    inl = p[np.abs(p @ n - d) < _inlier_tol(p, cfg)]
+    if len(inl) < 10:
+        return n, d
+    c = inl.mean(axis=0)
+    _, _, vt = np.linalg.svd(inl - c, full_matrices=False)
+    m = vt[-1]
+    if m @ n < 0:
+        m = -m
+    return m, float(m @ c)
+
+
+def _score(p: np.ndarray, n: np.ndarray, d: np.ndarray, cfg: LiftConfig) -> np.ndarray:
+    """Inlier counts of planes (n_i, d_i) over points p, zeroed where many points lie below."""
+    dist = p @ n.T - d[None, :]  # (P, M): positive = below the plane (farther along gravity)
+    tol = _inlier_tol(p, cfg)[:, None]
+    inl = (np.abs(dist) < tol).sum(axis=0)
+    below = (dist > 3 * tol).mean(axis=0)
+    return np.where(below < 0.02, inl, 0)
+
+
+def find_floor(xyz: np.ndarray, valid: np.ndarray, cfg: LiftConfig, gravity_cam=None,
+               seed: int = 0, n_points: int = 4000) -> Floor | None:
+    """The floor plane of an image, or None when no plausible floor is visible.
+
+    Args:
+        xyz: (H, W, 3) camera-frame points (from `lifting.camera.backproject`).
+        valid: (H, W) bool, valid depth.
+        gravity_cam: when given, the plane's normal is fixed to it and only the offset is
+            searched; otherwise the normal is free within `floor_max_tilt_deg` of upright.
+    """
+    rng = np.random.default_rng(seed)
+    p = _sample_points(xyz, valid, n_points, rng)
+    if len(p) < 50:
+        return None
+    if gravity_cam is not None:
+        n = np.asarray(gravity_cam, dtype=np.float64)
+        n = n / np.linalg.norm(n)
+        h = p @ n
+        cand = np.unique(np.round(h[h > 0.2] / 0.01) * 0.01)  # 1 cm candidate offsets
+        if len(cand) == 0:
+            return None
+        scores = _score(p, n[None, :], cand, cfg)
+        best = int(np.argmax(scores))
+        if scores[best] < cfg.floor_min_support * len(p):
+            return None
+        d = float(cand[best])
+        inl = np.abs(h - d) < _inlier_tol(p, cfg)
+        d = float(np.median(h[inl]))
+        return Floor(n, d, float(inl.mean()))
+    # free normal: RANSAC over point triplets, normals within the tilt cone around upright
+    lower = p[p[:, 1] > np.median(p[:, 1])] if len(p) > 200 else p
+    it = cfg.floor_ransac_iters
+    tri = lower[rng.integers(0, len(lower), size=(it, 3))]
+    n = np.cross(tri[:, 1] - tri[:, 0], tri[:, 2] - tri[:, 0])
+    norm = np.linalg.norm(n, axis=1)
+    ok = norm > 1e-9
+    n = n[ok] / norm[ok, None]
+    tri = tri[ok]
+    n *= np.sign(n[:, 1:2] + 1e-12)  # orient "down" (+y)
+    cos_tilt = math.cos(math.radians(cfg.floor_max_tilt_deg))
+    keep = n @ UPRIGHT > cos_tilt
+    n, tri = n[keep], tri[keep]
+    d = np.einsum("ij,ij->i", n, tri[:, 0])
+    keep = d > 0.2  # below the camera
+    n, d = n[keep], d[keep]
+    if len(n) == 0:
+        return None
+    scores = _score(p, n, d, cfg)
+    best = int(np.argmax(scores))
+    if scores[best] < cfg.floor_min_support * len(p):
+        return None
+    nn, dd = _refine(p, n[best], float(d[best]), cfg)
+    if nn @ UPRIGHT < cos_tilt:
+        return None
+    support = float((np.abs(p @ nn - dd) < _inlier_tol(p, cfg)).mean())
+    return Floor(nn, dd, support)
+
+
+def estimate_gravity(xyz: np.ndarray, valid: np.ndarray, cfg: LiftConfig, dataset_gravity=None,
+                     seed: int = 0) -> GravityEstimate:
+    """Gravity per image: dataset > floor plane > upright default (see module docstring)."""
+    if dataset_gravity is not None:
+        g = np.asarray(dataset_gravity, dtype=np.float64)
+        g = g / np.linalg.norm(g)
+        return GravityEstimate(g, "dataset", find_floor(xyz, valid, cfg, gravity_cam=g, seed=seed))
+    floor = find_floor(xyz, valid, cfg, seed=seed)
+    if floor is not None:
+        return GravityEstimate(floor.normal, "floor_plane", floor)
+    return GravityEstimate(UPRIGHT.copy(), "upright_default", None)
