@@ -33,6 +33,7 @@ EXTRAS = {
     "sam-official": ["segment-anything>=1.0"],
     # MoGe-2 (official code) needs torchvision too.
     "moge": ["dlr-moge"],
+    "rerun": ["rerun-sdk>=0.18"],
     "dev": ["pytest>=8", "hypothesis>=6.100", "pytest-benchmark>=4", "openai>=1.40"],
 }
 

@@ -6,7 +6,7 @@ from pathlib import Path
 
 from pipelines.cli import UserError
 
-HELP = "grade predictions on a QA benchmark (numeric within +-25%, choices exactly; per-family accuracy)"
+HELP = "grade predictions on a QA benchmark (numeric within +-25%%, choices exactly; per-family accuracy)"
 DESCRIPTION = (
     "Grade a model's answers on a benchmark file (JSON Lines written by `lift3d qa --benchmark N`). "
     "Predictions are a JSON object {qid: answer text} or JSON Lines of {\"qid\": ..., \"prediction\": ...}. "

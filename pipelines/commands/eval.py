@@ -1,0 +1,105 @@
+"""`lift3d eval`: score a 3D repository against Omni3D-style GT, or report its self-consistency.
+
+Prints exactly one JSON object on stdout (logs go to stderr); `--out F` also writes it.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import sys
+from pathlib import Path
+
+HELP = "score a 3D repository against Omni3D-style ground truth (or its self-consistency); prints one JSON object"
+DESCRIPTION = (
+    "With --gt: match lifted objects to GT objects (by source annotation id when the repository was lifted "
+    "from the same file, else by Hungarian matching on projected 2D IoU) and report 3D IoU, recall at "
+    "IoU 0.25/0.5, centre, size, depth and yaw errors and projected IoU, overall and per category. "
+    "Without --gt: projected IoU against the source 2D boxes, depth-vs-box agreement (when depth maps "
+    "were stored) and rejection reasons."
+)
+
+log = logging.getLogger("lift3d.eval")
+
+
+def add_arguments(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--repository", required=True, help="lift output folder (OUT or OUT/repository)")
+    p.add_argument("--gt", help="Omni3D-style COCO JSON with K per image and center_cam/dimensions/R_cam per annotation")
+    p.add_argument("--out", help="also write the JSON report to this file")
+    p.add_argument("--match", choices=["auto", "ann_id", "proj_iou"], default="auto",
+                   help="object matching: by source annotation id, by Hungarian projected IoU, or auto per image")
+    p.add_argument("--min-match-iou", type=float, default=0.1, help="least projected IoU of a proj_iou match")
+    p.add_argument("--same-category", action="store_true", help="proj_iou matching only pairs equal category names")
+    p.add_argument("--images", choices=["all", "present"], default="all",
+                   help="score all GT images (absent ones count 0) or only those present in the repository")
+    p.add_argument("--per-object", help="write one JSON line per GT object (status, figures) to this file")
+    p.add_argument("--no-depth", action="store_true", help="self-consistency: skip reading stored depth maps")
+
+
+def _dump(report: dict) -> str:
+    return json.dumps(report, sort_keys=False, allow_nan=False, default=_jsonable)
+
+
+def _jsonable(x):
+    import numpy as np
+
+    if isinstance(x, np.generic):
+        return x.item()
+    if isinstance(x, np.ndarray):
+        return x.tolist()
+    raise TypeError(f"not JSON serialisable: {type(x).__name__}")
+
+
+def _run(args: argparse.Namespace) -> int:
+    from pipelines.cli import UserError
+    from lifting.evaluate import Evaluator, SelfConsistency, load_gt
+    from lifting.viz.reader import decode_depth, iter_records, resolve
+
+    logging.basicConfig(level=logging.INFO, stream=sys.stderr, format="%(levelname)s %(name)s: %(message)s")
+    paths = resolve(args.repository)
+    if paths is None:
+        raise UserError(f"no repository shards (shard-*.tar) found in {args.repository} or {args.repository}/repository")
+    if args.gt:
+        if not Path(args.gt).is_file():
+            raise UserError(f"GT file not found: {args.gt}")
+        try:
+            gt = load_gt(args.gt)
+        except (ValueError, KeyError, TypeError) as e:
+            raise UserError(f"cannot parse GT file {args.gt}: {e}") from e
+        log.info("GT: %d images, %d scorable objects, skipped %s", len(gt.images), gt.n_objects, dict(gt.skipped))
+        ev = Evaluator(gt, match=args.match, min_match_iou=args.min_match_iou, same_category=args.same_category,
+                       images=args.images)
+        for rec, _ in iter_records(paths.repo_dir):
+            ev.add(rec)
+        report = ev.summary()
+        if args.per_object:
+            with open(args.per_object, "w", encoding="utf-8") as f:
+                for r in ev.results:
+                    f.write(json.dumps({"image_id": r.image_id, "ann_id": r.ann_id, "category": r.category,
+                                        "status": r.status, "reason": r.reason, "pred_object_id": r.pred_object_id,
+                                        **(r.figures or {})}, default=_jsonable) + "\n")
+    else:
+        sc = SelfConsistency()
+        for rec, files in iter_records(paths.repo_dir, with_depth=not args.no_depth):
+            depth = decode_depth(files["depth.png"], rec) if files.get("depth.png") else None
+            sc.add(rec, depth)
+        report = sc.summary()
+    report["repository"] = str(paths.repo_dir)
+    text = _dump(report)
+    if args.out:
+        Path(args.out).parent.mkdir(parents=True, exist_ok=True)
+        Path(args.out).write_text(text + "\n", encoding="utf-8")
+    sys.stdout.write(text + "\n")
+    sys.stdout.flush()
+    return 0
+
+
+def run(args: argparse.Namespace, extra: list[str]) -> int:
+    from pipelines.cli import UserError
+
+    try:
+        return _run(args)
+    except ValueError as e:  # lifting.repository.RepositoryError: unsafe or unreadable shard
+        if getattr(e, "reason", None) is None:
+            raise
+        raise UserError(f"cannot read the repository: {e}") from e

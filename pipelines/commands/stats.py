@@ -1,0 +1,77 @@
+"""`lift3d stats`: a dataset card (Markdown + PNG plots + stats.json) of a 3D repository."""
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import shlex
+import sys
+from pathlib import Path
+
+HELP = "write a dataset card: counts per category / QA family / answer form, distributions, rejection reasons"
+DESCRIPTION = (
+    "Streams the repository (and its QA shards when found) and writes OUT/README.md with tables and "
+    "matplotlib plots in OUT/plots/, plus OUT/stats.json: counts per category, QA family and answer form; "
+    "distributions of depth, object size, points per object and projected IoU; provenance of intrinsics, "
+    "depth and gravity; rejection and failure reasons."
+)
+
+log = logging.getLogger("lift3d.stats")
+
+
+def add_arguments(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--repository", required=True, help="lift output folder (OUT or OUT/repository)")
+    p.add_argument("--out", help="card folder (default: OUT/card next to the repository)")
+    p.add_argument("--qa", help="QA shard folder (default: OUT/qa next to the repository, when present)")
+    p.add_argument("--title", help="card title (default: the output folder's name)")
+
+
+def _run(args: argparse.Namespace) -> int:
+    from pipelines.cli import UserError
+    from lifting.viz.card import DatasetStats
+    from lifting.viz.reader import iter_qa, iter_records, iter_side, resolve
+
+    logging.basicConfig(level=logging.INFO, stream=sys.stderr, format="%(levelname)s %(name)s: %(message)s")
+    paths = resolve(args.repository, args.qa)
+    if paths is None:
+        raise UserError(f"no repository shards (shard-*.tar) found in {args.repository} or {args.repository}/repository")
+    if args.qa and not Path(args.qa).is_dir():
+        raise UserError(f"QA folder not found: {args.qa}")
+    st = DatasetStats()
+    n = 0
+    for rec, _ in iter_records(paths.repo_dir):
+        st.add_record(rec)
+        n += 1
+        if n % 100_000 == 0:
+            log.info("%d image records read", n)
+    for e in iter_side(paths.repo_dir, "errors"):
+        st.add_failure(e)
+    for s in iter_qa(paths.qa_dir):
+        st.add_qa(s)
+    out = Path(args.out) if args.out else paths.repo_dir.parent / "card"
+    title = args.title or paths.repo_dir.parent.name or "3D repository"
+    readme = st.write_card(out, title=title, command=_command(args))
+    s = st.summary()
+    sys.stdout.write(json.dumps({"card": str(readme), "images": s["images"], "objects": s["objects"],
+                                 "qa_questions": s["qa_questions"]}) + "\n")
+    return 0
+
+
+def _command(args: argparse.Namespace) -> str:
+    """The command line that reproduces this card."""
+    parts = ["lift3d", "stats", "--repository", str(args.repository)]
+    for flag in ("out", "qa", "title"):
+        if getattr(args, flag):
+            parts += [f"--{flag}", str(getattr(args, flag))]
+    return " ".join(shlex.quote(p) for p in parts)
+
+
+def run(args: argparse.Namespace, extra: list[str]) -> int:
+    from pipelines.cli import UserError
+
+    try:
+        return _run(args)
+    except ValueError as e:  # lifting.repository.RepositoryError: unsafe or unreadable shard
+        if getattr(e, "reason", None) is None:
+            raise
+        raise UserError(f"cannot read the repository: {e}") from e
