@@ -28,13 +28,13 @@ INSTALL_REQUIRES = [
 ]
 
 EXTRAS = {
-    "llm": ["openai>=1.40"],
+    "llm": ["openai>=1.40", "aiohttp>=3.9"],
     # The official segment-anything package imports torchvision at import time.
     "sam-official": ["segment-anything>=1.0"],
     # MoGe-2 (official code) needs torchvision too.
     "moge": ["dlr-moge"],
     "rerun": ["rerun-sdk>=0.18"],
-    "dev": ["pytest>=8", "hypothesis>=6.100", "pytest-benchmark>=4", "openai>=1.40"],
+    "dev": ["pytest>=8", "hypothesis>=6.100", "pytest-benchmark>=4", "openai>=1.40", "aiohttp>=3.9"],
 }
 
 setup(
