@@ -13,7 +13,7 @@ REASONS = {
     "mask_empty": "the mask has no pixel inside the image",
     "mask_invalid": "the mask could not be decoded",
     "depth_invalid": "too few mask pixels have valid depth",
-    "depth_out_of_range": "the object's median depth is outside [min_depth_m, max_depth_m]",
+    "depth_out_of_range": "the object's depth is measured but outside [min_depth_m, max_depth_m]",
     "too_few_points": "fewer than min_points points survive cleaning",
     "no_foreground_cluster": "box-only segmentation found no object cluster in the box",
     "implausible_size": "a box dimension is outside [min_size_m, max_size_m]",
@@ -31,8 +31,8 @@ class LiftConfig:
     max_depth_m: float = 100.0
     # --- pixels (organised point cloud)
     depth_edge_rel: float = 0.04  # neighbour jump > rel * z marks a depth discontinuity (flying pixels)
-    erode_frac: float = 0.02  # erosion radius = erode_frac * sqrt(mask area) pixels ...
-    erode_max_px: int = 3  # ... at most this ...
+    erode_frac: float = 0.01  # erosion radius = erode_frac * sqrt(mask area) pixels ...
+    erode_max_px: int = 2  # ... at most this ...
     erode_keep_frac: float = 0.4  # ... and reduced while erosion would keep less than this fraction
     component_merge_rel: float = 0.08  # other mask components within this relative depth join the main one
     smooth_px: int = 5  # masked box filter of the object's depth (0 or 1: off) ...
@@ -42,7 +42,7 @@ class LiftConfig:
     voxel_rel: float = 0.004  # voxel edge = voxel_rel * median depth ...
     voxel_min_m: float = 0.004  # ... at least this
     sor_k: int = 8  # statistical outlier removal: neighbours ...
-    sor_std: float = 2.5  # ... and the std-ratio above which a point is an outlier
+    sor_std: float = 3.0  # ... and the std-ratio above which a point is an outlier
     cluster_rel: float = 0.025  # main-cluster radius = max(cluster_min_m, cluster_rel * z)
     cluster_min_m: float = 0.03
     # --- gravity and floor
@@ -53,10 +53,11 @@ class LiftConfig:
     floor_min_support: float = 0.04  # inlier fraction of the valid pixels to trust a floor
     floor_snap_m: float = 0.3  # box bottom within this above the floor snaps to it
     # --- fitting
-    trim_pct: float = 2.0  # percentile trimming of extents
+    trim_pct: float = 0.5  # percentile trimming of extents
     round_residual: float = 0.03  # circle-fit RMS / radius of the front outline below which it is round
     complete_with_priors: bool = True
     prior_scale_clip: tuple[float, float] = (0.6, 1.6)
+    prior_front_bias: float = 0.3  # log-units favouring "the long side faces the camera"
     # --- box-only segmentation
     boxseg_min_component_frac: float = 0.01  # of the 2D box area
     boxseg_near_score_frac: float = 0.6  # nearest among components scoring >= frac * best

@@ -61,18 +61,23 @@ def default_priors() -> _Priors:
 
 def _object_pixels(mask: np.ndarray, sl, depth: np.ndarray, valid: np.ndarray, edges: np.ndarray,
                    cfg: LiftConfig):
-    """Clean an object's mask inside its crop; returns (pixel mask in crop, valid fraction)."""
+    """Clean an object's mask inside its crop.
+
+    Returns (pixel mask in crop, fraction of mask pixels with in-range depth, fraction with
+    any measured depth: finite and > 0)."""
     m = mask[sl]
     n_mask = int(m.sum())
     if n_mask == 0:
-        return None, 0.0
+        return None, 0.0, 0.0
     good = m & valid[sl]
     valid_frac = float(good.sum()) / n_mask
+    with np.errstate(invalid="ignore"):
+        measured_frac = float((m & np.isfinite(depth[sl]) & (depth[sl] > 0)).sum()) / n_mask
     good &= ~edges[sl]
     good = adaptive_erode(good, cfg)
     if good.any():
         good = main_components(good, depth[sl], cfg)
-    return good, valid_frac
+    return good, valid_frac, measured_frac
 
 
 def _points(pix: np.ndarray, sl, depth: np.ndarray, K: np.ndarray, cfg: LiftConfig) -> np.ndarray:
@@ -113,6 +118,32 @@ def bottom_hidden(pix: np.ndarray, sl, depth: np.ndarray, valid: np.ndarray, gap
     z_obj = depth[last, c]
     occl = valid[b, c] & (depth[b, c] < 0.95 * z_obj)
     return bool((cut | occl).mean() >= frac)
+
+
+def sides_hidden(pix: np.ndarray, sl, depth: np.ndarray, valid: np.ndarray, gap_px: int = 3,
+                 frac: float = 0.3) -> tuple[bool, bool]:
+    """(left, right): whether the object's left / right image edge is unobserved in at least
+    `frac` of its rows: cut by the image border or with something nearer just beside it.
+
+    Args:
+        pix: (h, w) bool object pixels inside the crop `sl` of the (H, W) depth map.
+    """
+    W = depth.shape[1]
+    rows = np.flatnonzero(pix.any(axis=1))
+    if len(rows) == 0:
+        return False, False
+    sub = pix[rows]
+    r = rows + sl[0].start
+    first = np.argmax(sub, axis=1) + sl[1].start
+    last = sub.shape[1] - 1 - np.argmax(sub[:, ::-1], axis=1) + sl[1].start
+    out = []
+    for edge, step in ((first, -gap_px), (last, gap_px)):
+        nb = edge + step
+        cut = (nb < 0) | (nb >= W)
+        nbc = np.clip(nb, 0, W - 1)
+        occl = valid[r, nbc] & (depth[r, nbc] < 0.95 * depth[r, edge])
+        out.append(bool((cut | occl).mean() >= frac))
+    return out[0], out[1]
 
 
 def _crop(b, shape):
@@ -282,26 +313,33 @@ def _lift_object(o: Object2D, mask: np.ndarray, depth, valid, edges, K, g, floor
     cols = np.flatnonzero(mask.any(axis=0))
     sl = (slice(min(sl[0].start, rows[0]), max(sl[0].stop, rows[-1] + 1)),
           slice(min(sl[1].start, cols[0]), max(sl[1].stop, cols[-1] + 1)))
-    pix, valid_frac = _object_pixels(mask, sl, depth, valid, edges, cfg)
-    reason = check_pixels(pix, valid_frac, cfg)
+    pix, valid_frac, measured_frac = _object_pixels(mask, sl, depth, valid, edges, cfg)
+    reason = check_pixels(pix, valid_frac, measured_frac, cfg)
     if reason:
         return reason
     xyz = _points(pix, sl, depth, K, cfg)
-    z_med = float(np.median(xyz[:, 2]))
-    if not (cfg.min_depth_m <= z_med <= cfg.max_depth_m):
-        return "depth_out_of_range"
     pts = clean_points(xyz, cfg)
     entry["quality"]["n_points"] = int(len(pts))
     if cfg.min_points is not None and len(pts) < cfg.min_points:
         return "too_few_points"
     prior, prior_dims = priors.dims(o.category)
     hidden = bottom_hidden(pix, sl, depth, valid)
+    sides = sides_hidden(pix, sl, depth, valid)
     fit = fit_box(pts, g, cfg, floor_offset=None if floor is None else floor.offset, prior_dims=prior_dims,
-                  bottom_hidden=hidden, prior_max_height=None if prior is None else float(prior.max[1]))
+                  bottom_hidden=hidden, prior_max_height=None if prior is None else float(prior.max[1]),
+                  sides_hidden=sides)
     box = fit.box
     proj_full = project_box(box, K, None)
     proj = project_box(box, K, image_size)
     proj_iou = iou_2d(proj, tuple(o.bbox_xyxy))
+    # self-consistency on the observed sides only: where the object's image edge is hidden
+    # (occluded or cut), its box may rightly project beyond the source 2D box
+    vis_iou = proj_iou
+    if proj is not None and (hidden or any(sides)):
+        b = o.bbox_xyxy
+        p = [max(proj[0], b[0]) if sides[0] else proj[0], proj[1],
+             min(proj[2], b[2]) if sides[1] else proj[2], min(proj[3], b[3]) if hidden else proj[3]]
+        vis_iou = iou_2d(tuple(p), tuple(b)) if p[2] > p[0] and p[3] > p[1] else 0.0
     area = lambda b: 0.0 if b is None else (b[2] - b[0]) * (b[3] - b[1])  # noqa: E731
     truncation = 1.0 - area(proj) / area(proj_full) if area(proj_full) > 0 else 1.0
     zq = np.percentile(pts[:, 2], [10, 90])
@@ -309,13 +347,15 @@ def _lift_object(o: Object2D, mask: np.ndarray, depth, valid, edges, K, g, floor
     entry["quality"].update(
         {
             "proj_iou": round(float(proj_iou), 4),
+            "proj_iou_visible": round(float(vis_iou), 4),
             "depth_spread_m": round(float(zq[1] - zq[0]), 4),
             "visible_fraction": round(float(fit.visible_fraction), 4),
             "truncation": round(float(truncation), 4),
             "round": fit.round,
             "bottom_hidden": hidden,
+            "sides_hidden": list(sides),
             "completed": fit.completed,
             "prior": None if prior is None else prior.source,
         }
     )
-    return check_box(box, proj_iou, truncation, prior, cfg)
+    return check_box(box, vis_iou, truncation, prior, cfg)

@@ -8,12 +8,17 @@ from lifting.boxes import Box3D
 from lifting.lift.config import LiftConfig
 
 
-def check_pixels(pix: np.ndarray | None, valid_frac: float, cfg: LiftConfig) -> str | None:
-    """Before back-projection: enough of the mask has valid depth and something is left."""
+def check_pixels(pix: np.ndarray | None, valid_frac: float, measured_frac: float, cfg: LiftConfig) -> str | None:
+    """Before back-projection: enough of the mask has in-range depth and something is left.
+
+    `valid_frac`: mask pixels with depth in [min_depth_m, max_depth_m]; `measured_frac`: mask
+    pixels with any depth (finite, > 0). Too few valid pixels is `depth_out_of_range` when
+    the depth was measured but lies outside the range, else `depth_invalid`.
+    """
     if pix is None:
         return "mask_empty"
     if cfg.min_valid_depth_frac is not None and valid_frac < cfg.min_valid_depth_frac:
-        return "depth_invalid"
+        return "depth_out_of_range" if measured_frac >= cfg.min_valid_depth_frac else "depth_invalid"
     if not pix.any():
         return "too_few_points"
     return None

@@ -137,7 +137,7 @@ def _is_round(xz: np.ndarray, extents: np.ndarray, cfg: LiftConfig):
 
 def fit_box(xyz_cam: np.ndarray, gravity_cam: np.ndarray, cfg: LiftConfig, *, floor_offset: float | None = None,
             prior_dims: np.ndarray | None = None, bottom_hidden: bool = False,
-            prior_max_height: float | None = None) -> Fit:
+            prior_max_height: float | None = None, sides_hidden: tuple[bool, bool] = (False, False)) -> Fit:
     """Gravity-aligned box (camera frame) of an object's cleaned points.
 
     Args:
@@ -148,6 +148,9 @@ def fit_box(xyz_cam: np.ndarray, gravity_cam: np.ndarray, cfg: LiftConfig, *, fl
         bottom_hidden: the object's lower edge is not observed (cut by the image border or
             occluded by something nearer): its bottom then snaps to the floor from any
             height, as long as the box stays within `prior_max_height`.
+        sides_hidden: (left, right) edges of the object in the image are not observed
+            (occluded or cut by the border): the extent across the view may then also grow,
+            towards the hidden side(s), up to what the prior expects.
     """
     R = gravity_frame(gravity_cam)
     pg = xyz_cam @ R  # gravity frame: x right, y down, z forward (horizontal)
@@ -192,14 +195,32 @@ def fit_box(xyz_cam: np.ndarray, gravity_cam: np.ndarray, cfg: LiftConfig, *, fl
         if cfg.complete_with_priors and prior_dims is not None:
             pw, ph, pl = (float(v) for v in prior_dims)
             # which prior horizontal extent does the across-view extent match (log-closest)?
-            across, along = (pw, pl) if abs(math.log(max(lx, 1e-3) / pw)) <= abs(math.log(max(lx, 1e-3) / pl)) \
-                else (pl, pw)
+            # objects mostly show their long side: take the side view (across = short side)
+            # only when the observed across extent is clearly closer to the short side
+            d_long = abs(math.log(max(lx, 1e-3) / pw))
+            d_short = abs(math.log(max(lx, 1e-3) / pl))
+            across, along = (pl, pw) if d_short + cfg.prior_front_bias < d_long else (pw, pl)
             lo, hi = cfg.prior_scale_clip
-            scale = float(np.clip(math.sqrt(max(height, 1e-3) / ph * max(lx, 1e-3) / across), lo, hi))
+            if any(sides_hidden):  # the across extent is cut: scale from the height alone
+                scale = float(np.clip(max(height, 1e-3) / ph, lo, hi))
+            else:
+                scale = float(np.clip(math.sqrt(max(height, 1e-3) / ph * max(lx, 1e-3) / across), lo, hi))
             target = along * scale
             if target > lz:
                 final_l = target
                 completed = True
+            target_w = across * scale
+            if any(sides_hidden) and target_w > lx:
+                final_w = target_w
+                completed = True
+                xax = np.array([zax[1], -zax[0]])  # box x in (x, z): rot_y(yaw) x axis
+                cam_x = R[0, [0, 2]]  # the camera's +x (image right) in the gravity frame
+                right = xax if xax @ cam_x >= 0 else -xax
+                grow = final_w - lx
+                if sides_hidden[0] and not sides_hidden[1]:
+                    center = center - right * grow / 2
+                elif sides_hidden[1] and not sides_hidden[0]:
+                    center = center + right * grow / 2
         center_xz = center + zax * (final_l - obs[2]) / 2  # grow away from the camera
         vis = float(min(1.0, (obs[0] * obs[2]) / max(final_w * final_l, 1e-9))) if completed else 1.0
     yc = (top + bottom) / 2
