@@ -24,6 +24,7 @@ INSTALL_REQUIRES = [
     "pyyaml>=6",
     "jsonschema>=4.20",
     "ijson>=3.2",  # streaming JSON: multi-GB annotation files are never loaded whole
+    "fastjsonschema>=2.19",  # record validation at the writer (15x faster than jsonschema)
     "matplotlib>=3.8",
 ]
 

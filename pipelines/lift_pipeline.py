@@ -1,10 +1,18 @@
 """The lift pipeline: 2D-annotated images -> the 3D object repository (OUT/repository).
 
     plan (driver): records sorted by key, cut into numbered units; units already done in
-                   OUT (per-shard stats present) are skipped
-    Create(units) -> ReadUnit -> Reshuffle -> depth: sensor file | decode + RunInference
+                   OUT (per-shard stats present) are skipped; models resolved and checked
+    sensor depth:  Create(units) -> ReadUnit (one item per image) -> Reshuffle
+                   -> read depth file + K
+    depth model:   Create(units) -> ReadUnitBatches (lists of images sharing a network
+                   canvas) -> Reshuffle -> decode -> RunInference(DepthModelHandler, one
+                   model per worker process, or per machine with --large-model)
+    [--segmenter sam: RunInference(SegmenterModelHandler) on box-only objects]
     -> Lift (lifting.lift.lift_image, filters) -> GroupByKey(unit) -> write shard + parts
     finalize (driver): manifest.json, stats.json, index/objects.parquet, rejected/, errors/
+
+Only records (light dicts) cross the Reshuffle: images and depth maps are made and used
+inside one fused stage and never pickled between stages.
 
 The same code runs on the local runner (multi-process by default, see
 pipelines.options.pipeline_options) and unchanged on Dataflow, Flink or Spark: the
@@ -25,11 +33,24 @@ import apache_beam as beam
 
 from pipelines import options as opt
 from pipelines import sinks
-from pipelines.transforms import DecodeImageFn, LiftFn, PrepareSensorFn, ReadUnitFn, WriteRepositoryUnitFn
+from pipelines.transforms import (
+    DecodeBatchFn,
+    LiftFn,
+    PrepareSensorFn,
+    ReadUnitBatchesFn,
+    ReadUnitFn,
+    SegmenterInputFn,
+    WriteRepositoryUnitFn,
+    attach_depth,
+    attach_masks,
+    needs_segmenter,
+)
 
 log = logging.getLogger(__name__)
 
 NATIVE_SOURCES = ("coco", "objects365", "openimages", "omni3d", "images")
+DEFAULT_DEPTH_MODEL = "depth-anything-v2"
+SAM_SIZES = ("base", "large", "huge")
 
 
 class PlanError(ValueError):
@@ -62,7 +83,37 @@ class Unit:
             if not hasattr(rec, "objects") or (self.stop is not None and i >= self.stop):
                 break  # a partition lists its records first, then its errors (read by the planner)
             if i >= self.start:
-                yield rec.to_dict()
+                yield record_dict(rec)
+
+
+@dataclass
+class Models:
+    """The models of a run, resolved and checked on the driver.
+
+    depth: 'sensor' or a depth backend name (lifting.models.registry); depth_options: its
+    constructor options (weights, device, input_size, ...). segmenter: what was asked
+    (annotation | sam | sam-official | none); segmenter_used: what runs — the same, or
+    'depth_box' when SAM was asked but its package or weights are missing
+    (segmenter_fallback then says why).
+    """
+
+    depth: str
+    depth_options: dict
+    segmenter: str = "annotation"
+    segmenter_used: str = "annotation"
+    segmenter_options: dict | None = None
+    segmenter_fallback: str | None = None
+
+    @property
+    def runs_segmenter(self) -> bool:
+        return self.segmenter_used in ("sam", "sam-official")
+
+    def describe(self) -> dict:
+        """JSON-ready summary for the manifest's versions and stats.json."""
+        return {"depth": self.depth, "depth_weights": self.depth_options.get("weights"),
+                "segmenter": self.segmenter, "segmenter_used": self.segmenter_used,
+                "segmenter_weights": (self.segmenter_options or {}).get("weights"),
+                "segmenter_fallback": self.segmenter_fallback}
 
 
 @dataclass
@@ -72,11 +123,23 @@ class Plan:
     units: list[Unit]
     source_errors: list[dict]
     fingerprint: str  # sha256 of the input description (records or partitions)
-    depth_backend: str  # 'sensor' or a model name/path
+    depth_backend: str  # 'sensor' or a model name/path, as asked ('auto' resolved)
 
     @property
     def n_images(self) -> int:
         return sum(u.n_images for u in self.units)
+
+
+def record_dict(rec) -> dict:
+    """An ImageRecord as the plain dict `ImageRecord.to_dict()` gives, without deep copies.
+
+    `dataclasses.asdict` deep-copies every polygon/RLE list, which made reading the input
+    about a fifth of the lifting time on the driver; the record is not used afterwards, so
+    sharing its lists is safe.
+    """
+    d = dict(vars(rec))
+    d["objects"] = [dict(vars(o)) for o in rec.objects]
+    return d
 
 
 def _chunks(records: list[dict], per_shard: int, target_bytes: float | None):
@@ -163,7 +226,7 @@ def plan_units(s: opt.Settings) -> Plan:
     records, errors = [], []
     for r in src.iter_records():
         if hasattr(r, "objects"):
-            records.append(r.to_dict())
+            records.append(record_dict(r))
         else:
             errors.append(r.to_dict())
     records.sort(key=lambda r: r["key"])
@@ -184,9 +247,88 @@ def plan_units(s: opt.Settings) -> Plan:
 
 
 def _default_depth_model() -> str:
-    from lifting.models import DEFAULT_DEPTH_MODEL
-
     return DEFAULT_DEPTH_MODEL
+
+
+def _checkpoint_backend(folder: Path) -> str:
+    """Depth backend of a local transformers checkpoint folder, from its config.json."""
+    import json
+
+    try:
+        cfg = json.loads((folder / "config.json").read_text())
+    except (OSError, ValueError) as e:
+        raise PlanError(f"--depth-model {folder}: not a checkpoint folder with a readable config.json ({e})") from e
+    kind = cfg.get("model_type")
+    if kind == "depth_anything":
+        return "depth-anything-v2-outdoor" if float(cfg.get("max_depth") or 20) > 40 else "depth-anything-v2"
+    if kind == "depth_pro":
+        return "depth-pro"
+    raise PlanError(f"--depth-model {folder}: unsupported checkpoint type {kind!r} (depth_anything or depth_pro)")
+
+
+def _check_backend(kind: str, name: str, weights: str | None) -> str | None:
+    """None when backend `name` can run here (packages import, weights found), else why not (one line)."""
+    from lifting.models.registry import backend_status, get_info
+
+    st = backend_status(get_info(kind, name), weights)
+    if not st["packages_ok"]:
+        return f"{name} needs the package(s) {', '.join(st['missing_packages'])}"
+    if st["needs_weights"] and not st["weights_found"]:
+        looked = "; ".join(st["looked_in"][:3])
+        return f"{name} weights not found (looked in: {looked}); get them with: {st['get_with']}"
+    return None
+
+
+def resolve_models(s: opt.Settings, depth_backend: str) -> Models:
+    """Resolve and check the depth model and the segmenter on the driver.
+
+    depth_backend: 'sensor', a backend name or a local checkpoint folder. A model that
+    cannot run (unknown name, package or weights missing) is a PlanError (one line) for
+    depth; for SAM it is a fallback to depth-only box segmentation, logged once here and
+    recorded in the manifest config and stats.json.
+    """
+    from lifting.models.registry import get_info
+
+    m = s.models
+    weights = m.depth_weights
+    try:
+        name = get_info("depth", depth_backend).name
+    except ValueError as e:
+        if not Path(depth_backend).is_dir():
+            raise PlanError(f"--depth-model: {e}, or a local checkpoint folder") from e
+        if weights:
+            raise PlanError("give the checkpoint either as --depth-model FOLDER or as --depth-weights, not both") from e
+        weights, name = depth_backend, _checkpoint_backend(Path(depth_backend))
+    depth_options: dict = {}
+    if name != "sensor":
+        why = _check_backend("depth", name, weights)
+        if why:
+            raise PlanError(f"depth model {why}; or pass --depth-weights PATH")
+        depth_options = {"device": m.device, "max_batch_size": max(1, m.batch_size)}
+        if weights:
+            depth_options["weights"] = str(Path(weights).resolve())
+        if m.depth_input_size:
+            depth_options["input_size"] = int(m.depth_input_size)
+    models = Models(name, depth_options, segmenter=m.segmenter, segmenter_used=m.segmenter)
+    if m.segmenter in ("sam", "sam-official"):
+        seg_opts: dict = {"device": m.device}
+        if m.segmenter_model in SAM_SIZES and m.segmenter == "sam":
+            seg_opts["size"] = m.segmenter_model
+        elif m.segmenter_model:
+            seg_opts["weights"] = str(Path(m.segmenter_model).resolve())
+        models.segmenter_options = seg_opts
+        why = _check_backend("segment", m.segmenter, seg_opts.get("weights"))
+        if why is None and m.segmenter == "sam" and "size" in seg_opts and seg_opts["size"] != "huge":
+            from lifting.models.segment import SAM_REPOS
+            from lifting.models.weights import find_weights
+
+            path, looked = find_weights(SAM_REPOS[seg_opts["size"]], None, None)
+            why = None if path else f"sam weights not found (looked in: {'; '.join(looked[:3])})"
+        if why is not None:
+            models.segmenter_used, models.segmenter_fallback = "depth_box", why
+            log.warning("segmenter %s unavailable (%s): falling back to depth-only box segmentation for objects "
+                        "without masks (flagged in stats.json and the manifest config)", m.segmenter, why)
+    return models
 
 
 def versions(models: dict) -> dict:
@@ -223,34 +365,52 @@ def _git_commit() -> str | None:
         return None
 
 
-def _depth_stage(items, plan: Plan, s: opt.Settings):
-    """Items -> items with depth (H, W) float32 metres, K (3, 3), K_source, depth_source."""
-    if plan.depth_backend == "sensor":
-        return items | "SensorDepth" >> beam.ParDo(PrepareSensorFn())
-    from apache_beam.ml.inference.base import KeyedModelHandler, RunInference
+def _prepared_items(p_units, models: Models, s: opt.Settings):
+    """Units -> prepared items: depth (H, W) metres, K (3, 3), K_source, depth_source
+    (+ 'masks' from the segmenter), or failed items; see pipelines.transforms."""
+    from apache_beam.ml.inference.base import RunInference
 
-    from pipelines.model_handlers import depth_model_handler, attach_depth
+    from pipelines.model_handlers import DepthModelHandler, SegmenterModelHandler
 
-    decoded = items | "Decode" >> beam.ParDo(DecodeImageFn(s.input.max_pixels))
-    ok, bad = decoded | "SplitDecoded" >> beam.Partition(lambda it, n: 1 if it.get("error") else 0, 2)
-    handler = KeyedModelHandler(depth_model_handler(plan.depth_backend, device=s.models.device,
-                                                    batch_size=s.models.batch_size))
-    predicted = (ok | "ToExample" >> beam.Map(lambda it: ({k: v for k, v in it.items() if k != "image"}, it["image"]))
-                 | "Depth" >> RunInference(handler)
-                 | "AttachDepth" >> beam.Map(lambda kv: attach_depth(kv[0], kv[1])))
-    return (predicted, bad) | "MergeDepth" >> beam.Flatten()
+    if models.depth == "sensor":
+        items = (p_units | "ReadUnits" >> beam.ParDo(ReadUnitFn())
+                 | "Spread" >> beam.Reshuffle()
+                 | "SensorDepth" >> beam.ParDo(PrepareSensorFn()))
+    else:
+        handler = DepthModelHandler(models.depth, models.depth_options, large_model=s.models.large_model)
+        decoded = (p_units
+                   | "ReadUnitBatches" >> beam.ParDo(ReadUnitBatchesFn(models.depth, models.depth_options,
+                                                                       s.models.batch_size))
+                   | "Spread" >> beam.Reshuffle()
+                   | "Decode" >> beam.ParDo(DecodeBatchFn(s.input.max_pixels)).with_outputs(
+                       DecodeBatchFn.FAILED, main="ok"))
+        keep = models.runs_segmenter
+        predicted = (decoded.ok
+                     | "Depth" >> RunInference(handler.with_no_batching())
+                     | "AttachDepth" >> beam.Map(attach_depth, keep_image=keep))
+        items = (predicted, decoded[DecodeBatchFn.FAILED]) | "MergeDepth" >> beam.Flatten()
+    if not models.runs_segmenter:
+        return items
+    seg_handler = SegmenterModelHandler(models.segmenter_used, models.segmenter_options, min_batch_size=1,
+                                        max_batch_size=1, large_model=s.models.large_model)
+    todo, rest = items | "NeedsMasks" >> beam.Partition(lambda it, n: 0 if needs_segmenter(it) else 1, 2)
+    prompts = todo | "SegmenterInput" >> beam.ParDo(SegmenterInputFn(s.input.max_pixels)).with_outputs(
+        DecodeBatchFn.FAILED, main="ok")
+    segmented = (prompts.ok | "Segment" >> RunInference(seg_handler)
+                 | "AttachMasks" >> beam.Map(attach_masks))
+    return (segmented, prompts[DecodeBatchFn.FAILED], rest) | "MergeMasks" >> beam.Flatten()
 
 
 def build(p: beam.Pipeline, plan: Plan, todo: list[Unit], s: opt.Settings, root: Path, *,
-          lift_fn=None, progress_dir: str | None = None):
+          lift_fn=None, progress_dir: str | None = None, models: Models | None = None):
     """Add the lift transforms for units `todo` to pipeline `p`; returns the per-unit stats PCollection."""
-    items = (p | "Units" >> beam.Create(todo, reshuffle=False)
-             | "ReadUnits" >> beam.ParDo(ReadUnitFn())
-             | "Spread" >> beam.Reshuffle())
-    prepared = _depth_stage(items, plan, s)
+    models = models or Models("sensor", {})
+    units = p | "Units" >> beam.Create(todo, reshuffle=False)
+    prepared = _prepared_items(units, models, s)
     return (prepared
             | "Lift" >> beam.ParDo(LiftFn(s.lift, lift_fn=lift_fn, write_depth=s.output.write_depth,
-                                          progress_dir=progress_dir))
+                                          progress_dir=progress_dir,
+                                          ignore_annotation_masks=models.segmenter == "none"))
             | "GroupByUnit" >> beam.GroupByKey()
             | "WriteUnits" >> beam.ParDo(WriteRepositoryUnitFn(str(root))))
 
@@ -266,9 +426,11 @@ def run_lift(s: opt.Settings, test_pipeline=None, lift_fn=None, stream=None) -> 
 
     LiftConfig.from_dict(s.lift)  # unknown lifting options fail here, not on a worker
     plan = plan_units(s)
+    models = resolve_models(s, plan.depth_backend)
     root = Path(s.output.out) / "repository"
     config = {**opt.identity_dict(s, ["input", "models", "output"]), "lift": LiftConfig.from_dict(s.lift).to_dict()}
-    config["models"]["depth_model"] = plan.depth_backend
+    config["models"].update(depth_model=models.depth, depth_weights=models.depth_options.get("weights"),
+                            segmenter_used=models.segmenter_used, segmenter_fallback=models.segmenter_fallback)
     identity = {"config": config, "input_sha256": plan.fingerprint, "units": len(plan.units),
                 "lift3d": versions({})["lift3d"]}
     sinks.prepare_output(root, identity, overwrite=s.output.overwrite)
@@ -277,12 +439,11 @@ def run_lift(s: opt.Settings, test_pipeline=None, lift_fn=None, stream=None) -> 
     if done:
         log.info("resuming: %d of %d units already done", len(plan.units) - len(todo), len(plan.units))
     if todo:
-        _execute(lambda p, pdir: build(p, plan, todo, s, root, lift_fn=lift_fn, progress_dir=pdir),
+        _execute(lambda p, pdir: build(p, plan, todo, s, root, lift_fn=lift_fn, progress_dir=pdir, models=models),
                  s, test_pipeline, root, sum(u.n_images for u in todo), "lift", stream)
-    models = {"depth": plan.depth_backend, "segmenter": s.models.segmenter}
-    return sinks.finalize_repository(root, config=config, versions=versions(models),
+    return sinks.finalize_repository(root, config=config, versions=versions(models.describe()),
                                      expected_units=[u.unit_id for u in plan.units],
-                                     source_errors=plan.source_errors)
+                                     source_errors=plan.source_errors, extra={"models": models.describe()})
 
 
 def _execute(build_fn, s: opt.Settings, test_pipeline, root: Path, total: int, label: str, stream) -> None:

@@ -20,6 +20,7 @@ from pathlib import Path
 from typing import Any
 
 SOURCES = ("coco", "objects365", "openimages", "omni3d", "rgbd", "images", "index")
+SEGMENTERS = ("annotation", "sam", "sam-official", "none")
 
 
 def _opt(default, help: str, **kw):
@@ -43,12 +44,24 @@ class InputSettings:
 class ModelSettings:
     """Which models estimate depth/intrinsics and masks."""
 
-    depth_model: str = _opt("auto", "depth backend: 'sensor' (the dataset's depth), a model name, or a local "
-                            "model folder; 'auto' = sensor when the input has depth, else the default model")
-    segmenter: str | None = _opt(None, "segmentation backend for objects without masks (e.g. 'sam'); none = boxes only")
-    segmenter_model: str | None = _opt(None, "segmenter weights: name or local folder")
+    depth_model: str = _opt("auto", "depth backend: 'sensor' (the dataset's depth), depth-anything-v2[-outdoor], "
+                            "depth-pro, moge, or a local checkpoint folder (its config.json names the architecture); "
+                            "'auto' = sensor when every input image has depth, else depth-anything-v2")
+    depth_weights: str | None = _opt(None, "local weights of the depth model (folder or file); default: "
+                                     "$LIFT3D_MODELS_DIR, then the Hugging Face cache (offline)")
+    depth_input_size: int | None = _opt(None, "network input size in pixels (Depth Anything: short side, 518 as "
+                                        "published; Depth Pro: square side); default: the backend's")
+    segmenter: str = _opt("annotation", "masks of the objects: 'annotation' = the dataset's masks, depth-only box "
+                          "segmentation for box-only objects; 'sam' = SAM for box-only objects (falls back to "
+                          "depth-only box segmentation, once logged and flagged in stats.json, when SAM's package "
+                          "or weights are missing); 'none' = ignore dataset masks, lift every object from its box",
+                          choices=SEGMENTERS)
+    segmenter_model: str | None = _opt(None, "SAM weights: base | large | huge (Hugging Face checkpoints) or a "
+                                       "local checkpoint folder/file")
     device: str = _opt("cpu", "torch device for the models (cpu, cuda, cuda:1); no silent fallback")
-    batch_size: int = _opt(4, "images per model batch in RunInference")
+    batch_size: int = _opt(4, "images per depth-model batch; batches hold images of the same network canvas")
+    large_model: bool = _opt(False, "load ONE copy of each model per machine, shared by all worker processes "
+                             "(Beam large_model), instead of one per worker process: for big models on one GPU")
 
 
 @dataclass
@@ -79,6 +92,11 @@ class QASettings:
     repository: str | None = _opt(None, "3D repository folder to read (lift3d qa); lift3d run uses OUT/repository")
     qa_out: str | None = _opt(None, "QA output folder (default: OUT/qa)")
     rephrase: bool = _opt(False, "rephrase questions with an LLM (OpenAI-compatible endpoint)")
+    benchmark: int | None = _opt(None, "also build a held-out QA benchmark of N questions (QA_OUT/benchmark.jsonl, "
+                                 "graded by `lift3d score`) from the held-out images, whose QA is left out of the "
+                                 "training shards")
+    heldout_fraction: float | None = _opt(None, "fraction of images held out for the benchmark, chosen from the "
+                                          "image key and the QA seed (default: 0.01 with --benchmark, else 0)")
 
 
 @dataclass
@@ -270,10 +288,10 @@ def pipeline_options(s: Settings, n_items: int | None = None):
     if is_local(opts):
         names = {a.split("=")[0] for a in args}
         workers = s.runner.workers or os.cpu_count() or 1
+        small = n_items is not None and n_items < MULTIPROCESS_MIN_ITEMS and not s.runner.workers
         if "--direct_num_workers" not in names:
-            args.append(f"--direct_num_workers={workers}")
+            args.append(f"--direct_num_workers={1 if small and '--direct_running_mode' not in names else workers}")
         if "--direct_running_mode" not in names:
-            small = n_items is not None and n_items < MULTIPROCESS_MIN_ITEMS and not s.runner.workers
             args.append("--direct_running_mode=" + ("multi_processing" if workers > 1 and not small else "in_memory"))
         opts = PipelineOptions(args)
     opts.view_as(StandardOptions)

@@ -4,7 +4,9 @@
                    qa/shard-N.tar (units already done are skipped)
     Create(units) -> Reshuffle -> QA unit (lifting.qa.generate_qa per record, optional
     lifting.llm.Rephraser over the unit's samples) -> write shard + stats
-    finalize (driver): qa/manifest.json, qa/stats.json, qa/errors/
+    finalize (driver): qa/manifest.json, qa/stats.json, qa/errors/, and with --benchmark N
+                       qa/benchmark.jsonl built from the held-out images (whose QA is
+                       left out of the training shards; `lift3d score` grades it)
 
 Without rephrasing the output is a pure function of the repository and the QA config, so
 repeated runs give byte-identical shards; with an LLM it depends on the model's answers.
@@ -13,6 +15,7 @@ from __future__ import annotations
 
 import argparse
 import hashlib
+import logging
 from pathlib import Path
 
 import apache_beam as beam
@@ -23,6 +26,7 @@ from pipelines.lift_pipeline import PlanError, _execute, versions
 from pipelines.transforms import QAUnitFn
 
 GROUPS = ["qa", "llm", "runner"]
+log = logging.getLogger(__name__)
 
 
 def qa_units(repo: Path) -> list[tuple[int, str]]:
@@ -67,7 +71,9 @@ def run_qa(s: opt.Settings, test_pipeline=None, qa_fn=None, rephraser_factory=No
         raise PlanError("--out is required")
     units = qa_units(repo)
     rcfg = rephrase_config(s)
-    config = {"qa_config": s.qa_config, "rephrase": rcfg}
+    qcfg = qa_config(s)
+    n_bench, heldout = benchmark_settings(s)
+    config = {"qa_config": s.qa_config, "rephrase": rcfg, "benchmark": n_bench, "heldout_fraction": heldout}
     identity = {"config": config, "input_sha256": _fingerprint(repo, units), "units": len(units),
                 "lift3d": versions({})["lift3d"]}
     sinks.prepare_output(out, identity, overwrite=s.output.overwrite)
@@ -78,12 +84,45 @@ def run_qa(s: opt.Settings, test_pipeline=None, qa_fn=None, rephraser_factory=No
             return (p | "QAUnits" >> beam.Create(todo, reshuffle=False)
                     | "Spread" >> beam.Reshuffle()
                     | "QA" >> beam.ParDo(QAUnitFn(str(out), s.qa_config, rcfg, qa_fn=qa_fn,
-                                                  rephraser_factory=rephraser_factory, progress_dir=pdir)))
+                                                  rephraser_factory=rephraser_factory, progress_dir=pdir,
+                                                  heldout_fraction=heldout, heldout_seed=qcfg.seed)))
 
         total = _count_samples(repo, todo)
         _execute(build, s, test_pipeline, out, total, "qa", stream)
     models = {"llm": s.llm.llm_model} if rcfg else {}
-    return sinks.finalize_qa(out, config=config, versions=versions(models), expected_units=[u for u, _ in units])
+    expected = [u for u, _ in units]
+    extra = {}
+    if n_bench:
+        extra["benchmark"] = sinks.build_qa_benchmark(out, expected, n_bench, qcfg)
+        if extra["benchmark"]["questions"] < n_bench:
+            log.warning("benchmark: %d of %d questions from %d held-out image(s); raise --heldout-fraction for more",
+                        extra["benchmark"]["questions"], n_bench, extra["benchmark"]["heldout_images"])
+    return sinks.finalize_qa(out, config=config, versions=versions(models), expected_units=expected, extra=extra)
+
+
+def qa_config(s: opt.Settings):
+    """The run's lifting.qa.QAConfig from the `qa_config` section; ValueError for unknown keys."""
+    from lifting.qa import QAConfig
+
+    try:
+        return QAConfig(**s.qa_config)
+    except TypeError as e:
+        raise PlanError(f"bad qa_config section: {e}") from e
+
+
+def benchmark_settings(s: opt.Settings) -> tuple[int | None, float]:
+    """(questions wanted or None, held-out fraction in [0, 1)) from --benchmark / --heldout-fraction."""
+    n = s.qa.benchmark
+    if n is not None and n < 1:
+        raise PlanError("--benchmark must be >= 1")
+    frac = s.qa.heldout_fraction
+    if frac is None:
+        frac = 0.01 if n else 0.0
+    if not 0.0 <= frac < 1.0:
+        raise PlanError("--heldout-fraction must be in [0, 1)")
+    if n and frac == 0.0:
+        raise PlanError("--benchmark needs a --heldout-fraction above 0")
+    return n, float(frac)
 
 
 def _count_samples(repo: Path, todo: list[tuple[int, str]]) -> int:

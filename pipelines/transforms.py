@@ -7,6 +7,13 @@ pickling custom classes:
      'depth': (H, W) float32 metres | None, 'K': (3, 3) | None, 'K_source': str,
      'depth_source': str, 'image': (H, W, 3) uint8 RGB | None (only for depth models)}
 
+With a depth model, the items of a unit are first grouped into *depth batches*
+(`ReadUnitBatchesFn`): lists of at most `batch_size` items whose images land on the same
+network canvas (`canvas_key`), so that every batch runs as one forward pass. Only these
+light lists cross the Reshuffle; images are decoded after it, in the same fused stage as
+RunInference and the lifting core, so no image or depth array is ever pickled between
+stages. Segmentation masks (`--segmenter sam`) are computed per image in that stage too.
+
 A failed item keeps flowing (with `error` set) down to the writer of its unit, so every
 input image lands in exactly one of lifted / rejected / failed. Counters are Beam metrics
 in namespace `lift3d` (`images_<status>`, `failed_<reason>`). No DoFn holds a lock: models
@@ -49,6 +56,156 @@ class ReadUnitFn(beam.DoFn):
             yield {"unit": unit.unit_id, "record": rec, "error": None}
 
 
+def canvas_key(backend: str, options: dict, width: int | None, height: int | None) -> str:
+    """Which images can share one forward pass of depth backend `backend` (a string key).
+
+    Depth Anything V2 letterboxes every W x H image onto a canvas that depends on its size
+    only (`lifting.models.depth.plan_letterbox` with the backend's input_size, resize mode,
+    patch 14 and canvas bucket); Depth Pro resizes every image to one square; other
+    backends (MoGe) run image by image, so the image size is the key. Unknown sizes give
+    'unknown' (those images are batched together and split by the estimator if needed).
+    """
+    if not width or not height:
+        return "unknown"
+    if backend.startswith("depth-anything-v2"):
+        from lifting.models.depth import plan_letterbox
+
+        try:
+            lb = plan_letterbox(int(height), int(width), int(options.get("input_size") or 518),
+                                options.get("resize_mode", "short_side"), 14, options.get("bucket", 56))
+        except ValueError:
+            return "unknown"
+        return f"{lb.canvas_h}x{lb.canvas_w}"
+    if backend == "depth-pro":
+        return "square"
+    return f"{int(height)}x{int(width)}"
+
+
+class ReadUnitBatchesFn(beam.DoFn):
+    """Unit -> lists of at most `batch_size` items that share a depth-model canvas.
+
+    Items are grouped by `canvas_key(backend, options, width, height)` in the unit's key
+    order; a record without a stored size gets it from the image header (no decoding).
+    Deterministic: the same unit always gives the same batches.
+    """
+
+    def __init__(self, backend: str, options: dict, batch_size: int):
+        self.backend, self.options, self.batch_size = backend, dict(options), max(1, int(batch_size))
+
+    def process(self, unit):
+        from lifting.sources.image_io import InputError, image_size
+
+        groups: dict[str, list[dict]] = {}
+        for rec in unit.iter_records():
+            w, h = rec.get("width"), rec.get("height")
+            if not w or not h:
+                try:
+                    w, h = image_size(rec["image_path"])
+                except InputError:
+                    w = h = None  # decoding will fail it with its reason
+            key = canvas_key(self.backend, self.options, w, h)
+            group = groups.setdefault(key, [])
+            group.append({"unit": unit.unit_id, "record": rec, "error": None})
+            if len(group) == self.batch_size:
+                yield group
+                groups[key] = []
+        for group in groups.values():
+            if group:
+                yield group
+
+
+def decode_item(item: dict, max_pixels: int | None) -> dict:
+    """`item` with 'image' (H, W, 3) uint8 RGB (EXIF applied), the record's size set to it,
+    'K' (3, 3) float64 from the record or None and 'focal_35mm' (EXIF, mm) when K is None;
+    or the item failed at stage `decode` with the reader's reason code."""
+    from lifting.sources.image_io import InputError, read_exif_focal_35mm, read_image
+
+    rec = item["record"]
+    try:
+        img = read_image(rec["image_path"], max_pixels)
+    except InputError as e:
+        _count(f"failed_{e.reason}")
+        return failed_item(item, e.reason, e.detail, "decode")
+    h, w = img.shape[:2]
+    if (rec.get("width"), rec.get("height")) != (w, h):
+        rec = {**rec, "width": int(w), "height": int(h)}
+    K = np.asarray(rec["K"], dtype=np.float64) if rec.get("K") is not None else None
+    f35 = read_exif_focal_35mm(rec["image_path"]) if K is None else None
+    return {**item, "record": rec, "image": img, "K": K, "focal_35mm": f35}
+
+
+class DecodeBatchFn(beam.DoFn):
+    """A depth batch (list of items) -> the decoded items as one list (main output) and
+    each item that failed to decode on the tagged output 'failed'."""
+
+    FAILED = "failed"
+
+    def __init__(self, max_pixels: int | None):
+        self.max_pixels = max_pixels
+
+    def process(self, batch):
+        ok = []
+        for item in batch:
+            out = decode_item(item, self.max_pixels)
+            if out.get("error"):
+                yield beam.pvalue.TaggedOutput(self.FAILED, out)
+            else:
+                ok.append(out)
+        if ok:
+            yield ok
+
+
+def attach_depth(result, keep_image: bool = False) -> dict:
+    """PredictionResult(example=decoded item, inference=DepthPrediction) -> item with
+    'depth' (H, W) float16 metres (0 = invalid), 'K' (3, 3), 'K_source', 'depth_source';
+    the image is dropped unless `keep_image` (a segmenter still needs it)."""
+    item, pred = result.example, result.inference
+    out = {k: v for k, v in item.items() if k not in ("image", "focal_35mm") or (keep_image and k == "image")}
+    out.update(depth=pred.depth, K=np.asarray(pred.K, dtype=np.float64), K_source=pred.K_source,
+               depth_source=pred.depth_source)
+    return out
+
+
+def box_only_objects(record: dict, reject_crowd: bool = True) -> list[dict]:
+    """The objects of a record dict that have no mask (and are not crowds): what a segmenter prompts."""
+    return [o for o in record.get("objects", []) if o.get("segmentation") is None
+            and not (reject_crowd and o.get("iscrowd"))]
+
+
+def needs_segmenter(item: dict) -> bool:
+    """Whether a (not failed) item has box-only objects for the segmenter."""
+    return not item.get("error") and bool(box_only_objects(item["record"]))
+
+
+class SegmenterInputFn(beam.DoFn):
+    """Item -> item with 'boxes_xyxy' (N, 4) and 'box_ids' of its box-only objects, decoding
+    the image when the depth stage did not (sensor depth); decode failures fail the item."""
+
+    def __init__(self, max_pixels: int | None):
+        self.max_pixels = max_pixels
+
+    def process(self, item):
+        if item.get("image") is None:
+            decoded = decode_item(item, self.max_pixels)
+            if decoded.get("error"):
+                yield beam.pvalue.TaggedOutput(DecodeBatchFn.FAILED, decoded)
+                return
+            item = {**item, "image": decoded["image"], "record": decoded["record"]}
+        objs = box_only_objects(item["record"])
+        yield {**item, "boxes_xyxy": np.asarray([o["bbox_xyxy"] for o in objs], dtype=np.float64).reshape(-1, 4),
+               "box_ids": [o["object_id"] for o in objs]}
+
+
+def attach_masks(result) -> dict:
+    """PredictionResult(example=item, inference=(N, H, W) bool masks) -> item with
+    'masks' {object_id: (H, W) bool} (for lift_image(masks=...)); image and prompts dropped."""
+    item, masks = result.example, result.inference
+    out = {k: v for k, v in item.items() if k not in ("image", "boxes_xyxy", "box_ids")}
+    out["masks"] = {oid: np.asarray(m, dtype=bool) for oid, m in zip(item["box_ids"], masks)}
+    _count("objects_segmented", len(item["box_ids"]))
+    return out
+
+
 class PrepareSensorFn(beam.DoFn):
     """Sensor depth: read the record's depth file (metres) and take its K; no image decode.
 
@@ -85,28 +242,6 @@ class PrepareSensorFn(beam.DoFn):
                "K": np.asarray(rec["K"], dtype=np.float64), "K_source": "dataset", "depth_source": "sensor"}
 
 
-class DecodeImageFn(beam.DoFn):
-    """Decode the image (H, W, 3) uint8 RGB for a depth model; failures at stage `decode`."""
-
-    def __init__(self, max_pixels: int | None):
-        self.max_pixels = max_pixels
-
-    def process(self, item):
-        from lifting.sources.image_io import InputError, read_image
-
-        rec = item["record"]
-        try:
-            img = read_image(rec["image_path"], self.max_pixels)
-        except InputError as e:
-            _count(f"failed_{e.reason}")
-            yield failed_item(item, e.reason, e.detail, "decode")
-            return
-        h, w = img.shape[:2]
-        if (rec.get("width"), rec.get("height")) != (w, h):
-            rec = {**rec, "width": int(w), "height": int(h)}
-        yield {**item, "record": rec, "image": img}
-
-
 def depth_png(depth: np.ndarray) -> bytes:
     """(H, W) float32 metres -> 16-bit PNG in millimetres (0 = invalid), deterministic."""
     from PIL import Image
@@ -121,15 +256,18 @@ class LiftFn(beam.DoFn):
     """Prepared item -> (unit id, ImageResult) via the lifting core.
 
     lift_fn: `lifting.lift.lift_image` (the default, resolved on the worker) or any callable
-    with its signature. An unexpected exception on one image fails that image with reason
+    with its signature. Masks from a segmenter (item 'masks') are passed on;
+    ignore_annotation_masks drops the dataset's masks (`--segmenter none`). An unexpected exception on one image fails that image with reason
     `lift_exception` (logged with its traceback) instead of failing the whole job.
     """
 
-    def __init__(self, lift_config: dict, lift_fn=None, write_depth: bool = False, progress_dir: str | None = None):
+    def __init__(self, lift_config: dict, lift_fn=None, write_depth: bool = False, progress_dir: str | None = None,
+                 ignore_annotation_masks: bool = False):
         self.lift_config = dict(lift_config)
         self.lift_fn = lift_fn
         self.write_depth = write_depth
         self.progress_dir = progress_dir
+        self.ignore_annotation_masks = ignore_annotation_masks
 
     def setup(self):
         from lifting.lift.config import LiftConfig
@@ -150,8 +288,12 @@ class LiftFn(beam.DoFn):
         rec = item["record"]
         if item.get("error"):
             return ImageResult(rec["key"], "failed", error=item["error"], image_path=rec.get("image_path"))
+        record = ImageRecord.from_dict(rec)
+        if self.ignore_annotation_masks:  # --segmenter none: every object from its box
+            for o in record.objects:
+                o.segmentation = None
         try:
-            out = self.lift_fn(ImageRecord.from_dict(rec), item["depth"], item["K"], K_source=item["K_source"],
+            out = self.lift_fn(record, item["depth"], item["K"], K_source=item["K_source"],
                                depth_source=item["depth_source"], masks=item.get("masks"), config=self._config)
         except self._input_error as e:  # the whole image is unusable: an expected data failure
             return ImageResult(rec["key"], "failed", image_path=rec.get("image_path"),
@@ -239,17 +381,23 @@ class QAUnitFn(beam.DoFn):
 
     Generates QA for every record of the shard (`lifting.qa.generate_qa`), optionally
     rephrases the unit's samples in one batch (`lifting.llm.Rephraser`), then writes.
+    Records of the held-out split (`lifting.qa.benchmark.is_held_out(key, heldout_seed,
+    heldout_fraction)`) get no training QA; they are kept in the unit's parts for the
+    benchmark built at finalize.
     qa_fn / rephraser_factory: injectable for tests; default to the library's.
     """
 
     def __init__(self, root: str, qa_config: dict, rephrase_config: dict | None,
-                 qa_fn=None, rephraser_factory=None, progress_dir: str | None = None):
+                 qa_fn=None, rephraser_factory=None, progress_dir: str | None = None,
+                 heldout_fraction: float = 0.0, heldout_seed: int = 0):
         self.root = root
         self.qa_config = dict(qa_config)
         self.rephrase_config = rephrase_config
         self.qa_fn = qa_fn
         self.rephraser_factory = rephraser_factory
         self.progress_dir = progress_dir
+        self.heldout_fraction = float(heldout_fraction or 0.0)
+        self.heldout_seed = int(heldout_seed)
 
     def setup(self):
         if self.qa_fn is None:
@@ -273,8 +421,10 @@ class QAUnitFn(beam.DoFn):
         from lifting.repository import RepositoryError, iter_shard_samples
 
         unit_id, shard_path = kv
-        counts = {"records_in": 0, "records_without_qa": 0, "records_unreadable": 0}
-        pairs = []
+        from lifting.qa.benchmark import is_held_out
+
+        counts = {"records_in": 0, "records_without_qa": 0, "records_unreadable": 0, "records_heldout": 0}
+        pairs, heldout = [], []
         try:
             samples = list(iter_shard_samples(shard_path))
         except RepositoryError as e:
@@ -289,6 +439,10 @@ class QAUnitFn(beam.DoFn):
                 continue
             counts["records_in"] += 1
             rec = json.loads(s["json"])
+            if self.heldout_fraction > 0 and is_held_out(rec["key"], self.heldout_seed, self.heldout_fraction):
+                counts["records_heldout"] += 1
+                heldout.append(rec)
+                continue
             qa = self.qa_fn(rec)
             if qa is None:
                 counts["records_without_qa"] += 1
@@ -301,4 +455,4 @@ class QAUnitFn(beam.DoFn):
             after = _numeric(self._rephraser.stats())
             counts.update({f"rephrase_{k}": v - before.get(k, 0) for k, v in after.items()})
         self._ticker.flush()
-        yield write_qa_unit(Path(self.root), unit_id, pairs, counts)
+        yield write_qa_unit(Path(self.root), unit_id, pairs, counts, heldout_records=heldout)

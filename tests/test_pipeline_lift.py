@@ -131,3 +131,67 @@ def test_resume_after_kill_matches_uninterrupted(scenes, tmp_path):
     assert stats["images"]["in"] == N_SCENES
     assert not list(repo.rglob("*.tmp-*"))
     assert _files(repo) == _files(ref / "repository")
+
+
+def _records(repo: Path) -> dict[str, dict]:
+    from lifting.repository import iter_repository
+
+    return {r["key"]: r for r, _ in iter_repository(repo)}
+
+
+@pytest.fixture(scope="module")
+def lifted(scenes, tmp_path_factory):
+    """A repository of the scenes lifted by the real lifting core with sensor depth (auto-detected)."""
+    from pipelines import cli
+
+    out = tmp_path_factory.mktemp("lifted")
+    argv = ["lift", "--source", "omni3d", "--annotations", str(scenes), "--images", str(scenes.parent / "images"),
+            "--out", str(out), "--samples-per-shard", "2", "--workers", "1", "--no-progress"]
+    assert cli.main(argv) == 0
+    return out
+
+
+def test_index_source_end_to_end_matches_native_source(scenes, lifted, tmp_path):
+    """Parquet index partitions (lifting.sources.index.build_index) -> `lift3d lift --source index`:
+    the same images, objects and per-image records as lifting the native files."""
+    from lifting.sources.index import build_index
+    from pipelines import cli
+
+    idx = tmp_path / "index"
+    build_index("omni3d", annotations=str(scenes), images=str(scenes.parent / "images"), out_dir=idx)
+    out = tmp_path / "ix"
+    assert cli.main(["lift", "--source", "index", "--index", str(idx), "--out", str(out), "--samples-per-shard", "2",
+                     "--workers", "1", "--no-progress"]) == 0
+    native = json.loads((lifted / "repository" / "stats.json").read_text())
+    via_index = json.loads((out / "repository" / "stats.json").read_text())
+    for k in ("images", "objects", "objects_rejected_by_reason", "images_failed_by_reason", "samples"):
+        assert via_index[k] == native[k], k
+    assert via_index["images"]["in"] == N_SCENES and via_index["models"]["depth"] == "sensor"
+    assert _records(out / "repository") == _records(lifted / "repository")
+    man = json.loads((out / "repository" / "manifest.json").read_text())
+    assert man["config"]["input"]["source"] == "index" and man["totals"]["samples"] == native["samples"]
+
+
+def test_qa_benchmark_is_built_from_held_out_images_only(lifted, tmp_path):
+    from lifting.qa.benchmark import is_held_out, read_benchmark
+    from lifting.repository import iter_shard_samples
+    from pipelines import cli
+
+    frac = 0.5
+    keys = set(_records(lifted / "repository"))
+    held = {k for k in keys if is_held_out(k, 0, frac)}
+    assert held and held != keys, "pick another fraction: the split must have both sides here"
+    out = tmp_path / "q"
+    argv = ["qa", "--repository", str(lifted / "repository"), "--qa-out", str(out), "--benchmark", "12",
+            "--heldout-fraction", str(frac), "--workers", "1", "--no-progress"]
+    assert cli.main(argv) == 0
+    st = json.loads((out / "stats.json").read_text())
+    items = read_benchmark(out / "benchmark.jsonl")
+    assert 0 < len(items) <= 12 and st["benchmark"]["questions"] == len(items)
+    assert st["benchmark"]["heldout_images"] == st["records_heldout"] == len(held)
+    assert {it["image_key"] for it in items} <= held
+    qa_keys = {s["__key__"] for p in sorted(out.glob("shard-*.tar")) for s in iter_shard_samples(p)}
+    assert qa_keys and not (qa_keys & held) and qa_keys <= keys - held
+    first = (out / "benchmark.jsonl").read_bytes()
+    assert cli.main(argv) == 0  # resumed: nothing to redo, same benchmark
+    assert (out / "benchmark.jsonl").read_bytes() == first

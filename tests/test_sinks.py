@@ -120,3 +120,19 @@ def test_reader_rejects_unsafe_members(tmp_path):
         with pytest.raises(RepositoryError) as e:
             list(iter_shard_samples(p))
         assert e.value.reason == "unsafe_member_path"
+
+
+def test_fast_record_validation_agrees_with_jsonschema():
+    from lifting.resources import validation_error
+
+    good = _record("a", 2, 1)
+    bad = [{**good, "K_source": 5}, {**good, "status": "maybe"}, {k: v for k, v in good.items() if k != "objects"},
+           {**good, "objects": [{**good["objects"][0], "status": "weird"}]}, {**good, "key": "a.b"}]
+    assert sinks.record_error(good, "image_record") is None is validation_error(good, "image_record")
+    for b in bad:
+        msg = sinks.record_error(b, "image_record")
+        assert msg is not None and msg == validation_error(b, "image_record")
+    assert sinks._fast_validator("image_record") is not None  # the schemas stay draft-07 compatible
+    assert not sinks._draft7_compatible({"type": "array", "prefixItems": [{"type": "string"}]})
+    assert not sinks._draft7_compatible({"$ref": "#/$defs/x", "minimum": 0})
+    assert sinks._draft7_compatible({"properties": {"minimum": {"type": "number"}}, "items": {"$ref": "#/$defs/x"}})

@@ -31,6 +31,11 @@ def lift_summary(stats: dict, out: str, seconds: float) -> list[tuple[str, objec
         rows.append((f"  rejected: {r}", n))
     for r, n in sorted(stats["images_failed_by_reason"].items(), key=lambda kv: (-kv[1], kv[0]))[:4]:
         rows.append((f"  failed: {r}", n))
+    models = stats.get("models") or {}
+    if models:
+        rows.append(("depth", models.get("depth")))
+        seg = models.get("segmenter_used")
+        rows.append(("segmenter", seg if not models.get("segmenter_fallback") else f"{seg} (SAM unavailable)"))
     rows += [("shards", stats["shards"]), ("samples", stats["samples"]),
              ("wall time", f"{seconds:.1f} s"), ("images/s", f"{im['in'] / seconds:.2f}" if seconds > 0 else "-"),
              ("repository", f"{out}/repository")]

@@ -27,6 +27,10 @@ def qa_summary(stats: dict, out: str, seconds: float) -> list[tuple[str, object]
     for fam, n in sorted(stats["questions_by_family"].items()):
         rows.append((f"  {fam}", n))
     rows += [("shards", stats["shards"]), ("wall time", f"{seconds:.1f} s"), ("qa output", out)]
+    if stats.get("benchmark"):
+        b = stats["benchmark"]
+        rows += [("held-out images", stats.get("records_heldout", 0)), ("benchmark questions", b["questions"]),
+                 ("benchmark", f"{out}/{b['file']}")]
     return rows
 
 
