@@ -147,16 +147,48 @@ class Source:
         return make_key(self.name, image_id)
 
     def error(self, reason: str, level: str, image_id=None, ann_id=None, detail: str = "") -> ErrorRecord:
-        """An ErrorRecord of this source (key filled in when the image id is known)."""
+        """An ErrorRecord of this source (key filled in when the image id is known).
+
+        Text taken from the input (ids, detail) is made UTF-8 safe (`safe_text`), so an
+        error record can always be written as JSON whatever the input held.
+        """
         key = self.key(image_id) if image_id is not None else None
         return ErrorRecord(source=self.name, reason=reason, level=level, image_id=_jsonable_id(image_id),
-                           key=key, source_ann_id=_jsonable_id(ann_id), detail=str(detail)[:500])
+                           key=key, source_ann_id=_jsonable_id(ann_id), detail=safe_text(str(detail)[:500]))
 
     def image_path(self, file_name: str) -> str:
         """Absolute location of an image file named relative to the images folder."""
         if self.images is None or os.path.isabs(file_name) or "://" in file_name:
             return file_name if "://" in file_name else os.path.abspath(file_name)
         return os.path.normpath(os.path.join(self.images, file_name))
+
+    def path_problem(self, name: Any, prefix: str = "image") -> tuple[str, str] | None:
+        """(reason, detail) when a file name taken from the input must not be opened, else None.
+
+        Policy (trust nothing from third-party annotation files):
+          `{prefix}_path_invalid`: not a non-empty string, contains NUL, or is not valid
+              Unicode (lone surrogates: JSON escapes such as "\\udcff" or non-UTF-8 bytes read
+              with surrogateescape) - such a name cannot be written to UTF-8 outputs faithfully.
+          `{prefix}_path_outside_root`: with an images folder, the normalised path
+              (`normpath(join(images, name))`) is not inside it: `..` escapes
+              ("../../etc/passwd") and absolute paths elsewhere ("/etc/passwd"). An
+              absolute path that lies inside the folder is accepted. The check is lexical:
+              symbolic links inside the folder are the operator's and are followed.
+        Names with "://" (remote URLs) are not local paths and are left to the reader.
+        """
+        if not isinstance(name, str) or not name:
+            return f"{prefix}_path_invalid", f"file name {name!r} is not a non-empty string"
+        if "\x00" in name:
+            return f"{prefix}_path_invalid", f"file name {safe_text(name)!r} contains a NUL character"
+        if not is_utf8_text(name):
+            return f"{prefix}_path_invalid", f"file name {safe_text(name)!r} is not valid UTF-8"
+        if "://" in name or self.images is None:
+            return None
+        path = os.path.normpath(os.path.join(self.images, name))
+        root = os.path.normpath(self.images)
+        if os.path.commonpath([path, root]) != root:
+            return f"{prefix}_path_outside_root", f"file name {name!r} resolves outside {root}"
+        return None
 
     def file_problem(self, path: str, prefix: str = "image") -> str | None:
         """Reason code when `path` is missing, empty or unreadable (only with check_files)."""
@@ -249,8 +281,32 @@ def open_source(name: str, annotations=None, images=None, **options) -> Source:
 
 # -- shared validation helpers ------------------------------------------------------------
 
+def is_utf8_text(s: str) -> bool:
+    """True when `s` encodes to UTF-8 (no lone surrogates); ASCII is checked without encoding."""
+    if s.isascii():
+        return True
+    try:
+        s.encode("utf-8")
+    except UnicodeEncodeError:
+        return False
+    return True
+
+
+def safe_text(s: str) -> str:
+    """`s` unchanged when it is valid Unicode, else with lone surrogates written as \\udcXX escapes.
+
+    JSON input may hold escaped lone surrogates ("\\udcff") and CSVs read with
+    surrogateescape hold undecodable bytes as such; neither can be written as UTF-8.
+    """
+    if is_utf8_text(s):
+        return s
+    return s.encode("utf-8", "backslashreplace").decode("utf-8")
+
+
 def _jsonable_id(v):
-    if v is None or isinstance(v, (int, str)) and not isinstance(v, bool):
+    if isinstance(v, str):
+        return safe_text(v)
+    if v is None or isinstance(v, int) and not isinstance(v, bool):
         return v
     if isinstance(v, float) and v.is_integer():
         return int(v)

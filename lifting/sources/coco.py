@@ -13,9 +13,14 @@ so the key order does not matter and no whole list is ever held in memory.
 Python's json writes NaN / Infinity as bare tokens, which ijson rejects: streamed files
 pass through `NonFiniteToNull`, which turns such value tokens into null (then caught as
 `bbox_malformed` etc.) - json.load of small files reads them as float nan (`bbox_nonfinite`).
+Lone-surrogate escapes ("\\udcff"), which ijson's C backend refuses, become U+FFFD there;
+json.load keeps them and the checks below refuse them (`image_path_invalid`, ids).
 
 Reason codes (level): image_malformed, image_missing_field, image_bad_size,
-duplicate_image_id, image_missing / image_empty / image_unreadable (check_files) (image);
+duplicate_image_id, image_path_invalid / image_path_outside_root (file names that are not
+valid UTF-8, hold NUL, or escape the images folder: see `Source.path_problem`),
+duplicate_key (two ids with the same shard key, e.g. 7 and "7": lifting.sources.index),
+image_missing / image_empty / image_unreadable (check_files) (image);
 ann_malformed, ann_missing_field, unknown_image_id, duplicate_annotation_id,
 unknown_category, bbox_malformed, bbox_nonfinite, bbox_non_positive_size,
 bbox_out_of_image, bbox_exceeds_image, mask_* (see lifting.masks), parent_image_failed
@@ -31,8 +36,8 @@ from typing import Any, Iterator
 
 from lifting.masks import validate_segmentation
 from lifting.records import ErrorRecord, ImageRecord, Object2D
-from lifting.sources import (Group, Source, SourceConfigError, check_bbox_xywh, is_number,
-                             positive_int)
+from lifting.sources import (Group, Source, SourceConfigError, check_bbox_xywh, is_number, is_utf8_text,
+                             positive_int, safe_text)
 from lifting.sources.categories import CategoryMap
 
 log = logging.getLogger(__name__)
@@ -43,11 +48,17 @@ ANN_KEYS = {"id", "image_id", "category_id", "bbox", "segmentation", "iscrowd"}
 
 
 def _valid_id(v) -> bool:
-    return (isinstance(v, str) and v != "") or (isinstance(v, int) and not isinstance(v, bool))
+    return (isinstance(v, str) and v != "" and is_utf8_text(v)) or (isinstance(v, int) and not isinstance(v, bool))
 
 
 def _json_scalar(v) -> bool:
     return v is None or isinstance(v, (str, bool, int, float))
+
+
+def _passthrough(d: dict, skip) -> dict:
+    """The scalar fields of `d` not in `skip`, strings made UTF-8 safe (extra / attributes)."""
+    return {k: (safe_text(v) if isinstance(v, str) else v) for k, v in d.items()
+            if k not in skip and isinstance(k, str) and is_utf8_text(k) and _json_scalar(v)}
 
 
 class CocoSource(Source):
@@ -92,7 +103,7 @@ class CocoSource(Source):
             f = NonFiniteToNull(raw)
             try:
                 yield from ijson.items(f, f"{prefix}.item", use_float=True)
-            except ijson.JSONError as e:
+            except (ijson.JSONError, UnicodeDecodeError) as e:
                 raise SourceConfigError(f"{self.name}: {self.annotations}: JSON error in '{prefix}': {e}") from e
 
     def prepare(self) -> None:
@@ -104,7 +115,7 @@ class CocoSource(Source):
             if c["id"] in raw:
                 log.warning("%s: duplicate category id %r, keeping the first", self.name, c["id"])
                 continue
-            raw[c["id"]] = c["name"]
+            raw[c["id"]] = safe_text(c["name"])
         self.categories = CategoryMap(raw)
 
     def iter_items(self) -> Iterator[tuple]:
@@ -155,6 +166,9 @@ class CocoSource(Source):
         fn = self.file_name_of(img)
         if fn is None:
             return None, "image_missing_field", "no file_name"
+        bad = self.path_problem(fn, "image")
+        if bad:
+            return None, bad[0], bad[1]
         w, h = positive_int(img.get("width")), positive_int(img.get("height"))
         if w is None or h is None:
             return None, "image_bad_size", f"width={img.get('width')!r} height={img.get('height')!r}"
@@ -165,7 +179,7 @@ class CocoSource(Source):
         fields, reason = self.image_fields(img, w, h)
         if reason:
             return None, reason, fields.get("_detail", "")
-        extra = {k: v for k, v in img.items() if k not in self.image_keys and _json_scalar(v)}
+        extra = _passthrough(img, self.image_keys)
         extra["file_name"] = fn
         rec = ImageRecord(key=self.key(image_id), source=self.name, image_id=image_id, image_path=path,
                           width=w, height=h, extra=extra, **fields)
@@ -224,7 +238,7 @@ class CocoSource(Source):
         fields, reason = self.object_fields(ann, rec)
         if reason:
             return None, reason, fields.get("_detail", "")
-        attrs = {k: v for k, v in ann.items() if k not in self.ann_keys and _json_scalar(v)}
+        attrs = _passthrough(ann, self.ann_keys)
         obj = Object2D(
             object_id=f"{rec.key}-{ann_id if ann_id is not None else idx}",
             category=cat[0], category_raw=cat[1], category_id=ann["category_id"], bbox_xyxy=bbox,
@@ -242,6 +256,10 @@ class NonFiniteToNull:
     """
 
     _TOKEN = re.compile(rb"([:,\[]\s*)-?(?:NaN|Infinity)(?=\s*(?:[,\]}]|$))")
+    #: \uD800-\uDFFF escapes that are not a high+low pair: ijson's C backend raises on them
+    #: (json.load accepts them), so they become \uFFFD; a pair never holds a ',' and is never split.
+    _LONE = re.compile(rb"\\u[dD][89abAB][0-9a-fA-F]{2}(?!\\u[dD][c-fC-F][0-9a-fA-F]{2})"
+                       rb"|(?<!\\u[dD][89abAB][0-9a-fA-F]{2})\\u[dD][c-fC-F][0-9a-fA-F]{2}")
 
     def __init__(self, f, chunk: int = 1 << 16):
         self.f = f
@@ -250,20 +268,23 @@ class NonFiniteToNull:
         self.out = b""
         self.eof = False
 
+    def _clean(self, data: bytes) -> bytes:
+        return self._LONE.sub(rb"\\ufffd", self._TOKEN.sub(rb"\1null", data))
+
     def read(self, n: int = -1) -> bytes:
         n = self.chunk if n is None or n < 0 else n
         while len(self.out) < n and not self.eof:
             data = self.tail + self.f.read(self.chunk)
             if len(data) == len(self.tail):
                 self.eof = True
-                self.out += self._TOKEN.sub(rb"\1null", data)
+                self.out += self._clean(data)
                 self.tail = b""
                 break
             cut = data.rfind(b",")
             if cut <= 0:
                 self.tail = data
                 continue
-            self.out += self._TOKEN.sub(rb"\1null", data[:cut])
+            self.out += self._clean(data[:cut])
             self.tail = data[cut:]
         piece, self.out = self.out[:n], self.out[n:]
         return piece

@@ -9,6 +9,7 @@ report `duplicate_key`. Records have no objects and width/height None: nothing i
 decoded here; `image_io.read_image` applies EXIF orientation when the pipeline decodes.
 Zero-byte files are `image_empty`, unreadable ones (permissions, broken links)
 `image_unreadable`/`image_missing` - checked always, as the walk has stat'ed them anyway.
+File names that are not valid UTF-8 (bytes on disk) are `image_path_invalid`.
 """
 from __future__ import annotations
 
@@ -67,6 +68,10 @@ class FolderSource(Source):
         for _, dup in group.images[1:]:
             yield self.error("duplicate_key", "image", image_id=dup["rel"],
                              detail=f"{dup['rel']} maps to key {key} like {first}; the first is kept")
+        bad = self.path_problem(first, "image")  # e.g. a file name that is not UTF-8
+        if bad:
+            yield self.error(bad[0], "image", image_id=first, detail=bad[1])
+            return
         path = self.image_path(first)
         problem = self.file_problem(path, "image")
         if problem:

@@ -40,6 +40,7 @@ class InputError(Exception):
 
 
 def _open(path):
+    """The Pillow image of `path`, header read only; InputError for every expected failure."""
     from PIL import Image, UnidentifiedImageError
 
     path = os.fspath(path)
@@ -56,6 +57,8 @@ def _open(path):
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
             return Image.open(path)
+    except Image.DecompressionBombError as e:  # Pillow refuses > 2x its limit already at open
+        raise InputError("image_too_large", f"{path}: {e}") from e
     except UnidentifiedImageError as e:
         raise InputError("image_unreadable", f"{path}: not a recognised image format") from e
     except (OSError, ValueError, SyntaxError) as e:

@@ -5,7 +5,7 @@ OpenImages box CSV ~15M rows in ~2 GB, and COCO-format files put `images` before
 after `annotations`. Nothing here holds a whole input in memory:
 
 1. The source streams its items once (ijson / csv). Each item is appended as one JSON
-   line to bucket `crc32(image id) % B` on disk, and each annotation id to id-bucket
+   line to bucket `crc32(shard key of its image id) % B` on disk, and each annotation id to id-bucket
    `crc32(ann id) % B`. B = ceil(input bytes / bucket_bytes) (64 MB by default), so a
    bucket is a bounded slice of the input whatever its total size. Inputs smaller than
    `in_memory_bytes` skip the disk and form a single in-memory bucket.
@@ -66,7 +66,7 @@ def _dumps(v) -> str:
 
 
 def _bucket_of(text: str, n: int) -> int:
-    return zlib.crc32(text.encode("utf-8")) % n if n > 1 else 0
+    return zlib.crc32(text.encode("utf-8", "surrogatepass")) % n if n > 1 else 0
 
 
 def n_buckets_for(source: Source) -> int:
@@ -86,12 +86,39 @@ def _expected_images(source: Source, group: Group) -> int:
     return 1 if source.implicit_images and (group.anns or group.aux) else 0
 
 
-def _assemble(source: Source, group: Group, counter: StatsCounter) -> Iterator:
+def _assemble(source: Source, group: Group, counter: StatsCounter, seen_keys: set) -> Iterator:
+    """Records of one group; an image whose key is already in `seen_keys` becomes `duplicate_key`.
+
+    Two different ids can share a key (7 and "7", "a.b" and "a-b": `make_key`), and a shard
+    cannot hold two samples with one key. The first image (in bucket order) keeps the key;
+    the later one is an image-level `duplicate_key` error and its objects
+    `parent_image_failed`, so the accounting identity still holds. Items are bucketed by
+    key, so colliding ids always meet in the same bucket.
+    """
     counter.images_in += _expected_images(source, group)
     counter.annotations_in += len(group.anns)
     for rec in source.assemble(group):
+        if isinstance(rec, ImageRecord):
+            if rec.key in seen_keys:
+                yield from _count_all(counter, _key_collision(source, rec))
+                continue
+            seen_keys.add(rec.key)
         counter.count_record(rec)
         yield rec
+
+
+def _key_collision(source: Source, rec: ImageRecord) -> list[ErrorRecord]:
+    detail = f"image id {rec.image_id!r} maps to key {rec.key}, which an earlier image already has; the first is kept"
+    out = [source.error("duplicate_key", "image", image_id=rec.image_id, detail=detail)]
+    out += [source.error("parent_image_failed", "object", image_id=rec.image_id, ann_id=o.source_ann_id,
+                         detail="image failed: duplicate_key") for o in rec.objects]
+    return out
+
+
+def _count_all(counter: StatsCounter, recs: list) -> Iterator:
+    for r in recs:
+        counter.count_record(r)
+        yield r
 
 
 def _count_stream_error(counter: StatsCounter, rec: ErrorRecord) -> None:
@@ -163,17 +190,21 @@ def _in_memory(source: Source, counter: StatsCounter) -> Iterator:
             g.aux.append((seq, payload))
     del first_ann
     frozen = frozenset(dups)
+    seen_keys: set = set()
     while groups:
         g = groups.pop(next(iter(groups)))
         g.dup_ann_seqs = frozen
-        yield from _assemble(source, g, counter)
+        yield from _assemble(source, g, counter, seen_keys)
 
 
 def _spilled(source: Source, counter: StatsCounter, n: int, base: str) -> Iterator[tuple[int, Iterator]]:
     buf = 1 << 16
-    items = [open(os.path.join(base, f"items-{b:05d}.jsonl"), "w", encoding="utf-8", buffering=buf)
+    # surrogatepass: raw input text may hold lone surrogates ("\\udcff" in JSON); the
+    # records built from it are checked by the source, the spill files only carry it
+    items = [open(os.path.join(base, f"items-{b:05d}.jsonl"), "w", encoding="utf-8", errors="surrogatepass",
+                  buffering=buf)
              for b in range(n)]
-    ids = [open(os.path.join(base, f"ids-{b:05d}.jsonl"), "w", encoding="utf-8", buffering=buf)
+    ids = [open(os.path.join(base, f"ids-{b:05d}.jsonl"), "w", encoding="utf-8", errors="surrogatepass", buffering=buf)
            for b in range(n)]
     stream_errors: list[ErrorRecord] = []
     try:
@@ -184,7 +215,8 @@ def _spilled(source: Source, counter: StatsCounter, n: int, base: str) -> Iterat
                 stream_errors.append(payload)
                 continue
             gkey = _dumps(gid)
-            items[_bucket_of(gkey, n)].write(f"{_KIND[kind]}\t{seq}\t{gkey}\t{_dumps(payload)}\n")
+            # bucket by shard key, not by id: ids with the same key meet in one bucket
+            items[_bucket_of(source.key(gid), n)].write(f"{_KIND[kind]}\t{seq}\t{gkey}\t{_dumps(payload)}\n")
             if kind == "ann":
                 aid = source.ann_id(payload)
                 if aid is not None:
@@ -196,7 +228,7 @@ def _spilled(source: Source, counter: StatsCounter, n: int, base: str) -> Iterat
     dups: set[int] = set()
     for b in range(n):
         first: set[str] = set()
-        with open(os.path.join(base, f"ids-{b:05d}.jsonl"), encoding="utf-8") as f:
+        with open(os.path.join(base, f"ids-{b:05d}.jsonl"), encoding="utf-8", errors="surrogatepass") as f:
             for line in f:
                 seq, akey = line.rstrip("\n").split("\t", 1)
                 if akey in first:
@@ -214,12 +246,13 @@ def _spilled_bucket(source: Source, counter: StatsCounter, path: str, dups: froz
                     stream_errors: list) -> Iterator:
     yield from stream_errors
     raw: dict[str, list] = {}
-    with open(path, encoding="utf-8") as f:
+    with open(path, encoding="utf-8", errors="surrogatepass") as f:
         for line in f:
             kind, seq, gkey, payload = line.rstrip("\n").split("\t", 3)
             raw.setdefault(gkey, []).append((kind, int(seq), payload))
     os.remove(path)
     parts = {"i": "images", "a": "anns", "x": "aux"}
+    seen_keys: set = set()
     while raw:
         gkey = next(iter(raw))
         lines = raw.pop(gkey)
@@ -227,7 +260,7 @@ def _spilled_bucket(source: Source, counter: StatsCounter, path: str, dups: froz
         for kind, seq, payload in lines:
             getattr(g, parts[kind]).append((seq, json.loads(payload)))
         del lines
-        yield from _assemble(source, g, counter)
+        yield from _assemble(source, g, counter, seen_keys)
 
 
 # -- Parquet index --------------------------------------------------------------------------

@@ -12,7 +12,8 @@
          object without GT. The GT goes to `Object2D.gt_box3d` with `yaw` about the image's
          gravity (upright default [0, 1, 0]). The same reader serves `lift3d eval`.
   Extra reason codes: bad_intrinsics_shape / _nonfinite / _focal / _principal_point,
-  depth_bad_scale, depth_bad_encoding, depth_missing / depth_empty (check_files) (image);
+  depth_bad_scale, depth_bad_encoding, depth_path_invalid / depth_path_outside_root
+  (`Source.path_problem`), depth_missing / depth_empty (check_files) (image);
   gt_box3d_invalid (object).
 
 `rgbd` (RGBDFolderSource) turns a raw RGB-D folder into image records without objects
@@ -123,6 +124,9 @@ class Omni3DSource(CocoSource):
         if img.get("depth_file"):
             if not isinstance(img["depth_file"], str):
                 return {"_detail": "depth_file is not a string"}, "image_missing_field"
+            bad = self.path_problem(img["depth_file"], "depth")
+            if bad:
+                return {"_detail": bad[1]}, bad[0]
             scale = img.get("depth_scale", 1000.0)
             if not is_number(scale) or not math.isfinite(scale) or scale <= 0:
                 return {"_detail": f"depth_scale={scale!r}"}, "depth_bad_scale"
@@ -229,6 +233,10 @@ class RGBDFolderSource(Source):
         for _, dup in group.images[1:]:
             yield self.error("duplicate_image_id", "image", image_id=group.image_id, detail=dup["color"])
         p = group.images[0][1]
+        bad = self.path_problem(p["color"], "image") or (self.path_problem(p["depth"], "depth") if p["depth"] else None)
+        if bad:
+            yield self.error(bad[0], "image", image_id=group.image_id, detail=bad[1])
+            return
         path = self.image_path(p["color"])
         problem = self.file_problem(path, "image")
         if not p["depth"]:

@@ -28,9 +28,11 @@ Group-of boxes (`IsGroupOf`=1: one box around several instances) and depictions
 become object-level errors `openimages_group_of` / `openimages_depiction` (options
 `keep_group_of` / `keep_depictions` keep them as objects with the flag in `attributes`).
 Other reasons: unknown_category (MID not in the class descriptions), bbox_malformed,
-bbox_nonfinite, bbox_non_positive_size, bbox_normalized_out_of_range, ann_malformed,
-ann_missing_field (object); duplicate_image_id (image_list repeats), image_missing...
-(check_files) (image).
+bbox_nonfinite, bbox_non_positive_size, bbox_normalized_out_of_range, ann_malformed
+(wrong field count, bytes that are not UTF-8, a row the csv module refuses),
+ann_missing_field (object); duplicate_image_id (image_list repeats), image_path_invalid /
+image_path_outside_root (an ImageID such as "../x", see `Source.path_problem`),
+image_missing... (check_files) (image).
 """
 from __future__ import annotations
 
@@ -40,7 +42,7 @@ import os
 from typing import Iterator
 
 from lifting.records import ErrorRecord, ImageRecord, Object2D
-from lifting.sources import Group, Source, SourceConfigError
+from lifting.sources import Group, Source, SourceConfigError, is_utf8_text
 from lifting.sources.categories import CategoryMap, normalize_category
 
 BOX_COLUMNS = ("ImageID", "Source", "LabelName", "Confidence", "XMin", "XMax", "YMin", "YMax",
@@ -58,11 +60,15 @@ NORM_TOL = 1e-6
 def read_class_descriptions(path) -> dict[str, str]:
     """MID -> display name from a class-descriptions CSV (with or without header)."""
     out: dict[str, str] = {}
-    with open(path, newline="", encoding="utf-8") as f:
-        for row in csv.reader(f):
-            if len(row) < 2 or row[0] in ("LabelName", "MID", "label_name"):
-                continue
-            out.setdefault(row[0].strip(), row[1].strip())
+    # undecodable bytes become U+FFFD: a display name is text to show, never a path
+    with open(path, newline="", encoding="utf-8", errors="replace") as f:
+        try:
+            for row in csv.reader(f):
+                if len(row) < 2 or row[0] in ("LabelName", "MID", "label_name"):
+                    continue
+                out.setdefault(row[0].strip(), row[1].strip())
+        except csv.Error as e:
+            raise SourceConfigError(f"openimages: {path} is not a readable CSV: {e}") from e
     return out
 
 
@@ -117,15 +123,38 @@ class OpenImagesSource(Source):
             self.categories = CategoryMap(read_class_descriptions(self.class_descriptions))
 
     def _rows(self, path: str, required: tuple) -> Iterator[tuple[int, dict | None, str]]:
-        with open(path, newline="", encoding="utf-8") as f:
+        """(data row number, row dict or None when unusable, why) for every data row of a CSV.
+
+        A row is unusable when its field count differs from the header's, when it holds
+        bytes that are not UTF-8 (read with surrogateescape, so one bad row does not stop
+        the file), or when the csv module refuses it (e.g. a field over its size limit).
+        """
+        with open(path, newline="", encoding="utf-8", errors="surrogateescape") as f:
             reader = csv.DictReader(f)
-            missing = [c for c in required if c not in (reader.fieldnames or [])]
+            try:
+                fieldnames = reader.fieldnames or []
+            except csv.Error as e:
+                raise SourceConfigError(f"openimages: {path}: unreadable CSV header: {e}") from e
+            missing = [c for c in required if c not in fieldnames]
             if missing:
                 raise SourceConfigError(f"openimages: {path} lacks columns {missing}")
-            n = len(reader.fieldnames)
-            for i, row in enumerate(reader, start=1):
-                bad = None in row or any(v is None for v in row.values())
-                yield i, (None if bad else row), "" if not bad else f"row {i} has {len(row)} != {n} fields"
+            n = len(fieldnames)
+            i = 0
+            while True:
+                i += 1
+                try:
+                    row = next(reader)
+                except StopIteration:
+                    return
+                except csv.Error as e:
+                    yield i, None, f"row {i}: {e}"
+                    continue
+                if None in row or any(v is None for v in row.values()):
+                    yield i, None, f"row {i} has {len(row)} != {n} fields"
+                elif not all(is_utf8_text(v) for v in row.values()):
+                    yield i, None, f"row {i} is not valid UTF-8"
+                else:
+                    yield i, row, ""
 
     def iter_items(self) -> Iterator[tuple]:
         if self.image_list:
@@ -155,10 +184,11 @@ class OpenImagesSource(Source):
         for _, _dup in group.images[1:]:
             yield self.error("duplicate_image_id", "image", image_id=image_id,
                              detail="image_list repeats this ImageID; the first row is kept")
-        path = self.image_path(f"{image_id}{self.image_ext}")
-        problem = self.file_problem(path, "image")
+        bad = self.path_problem(f"{image_id}{self.image_ext}", "image")
+        path = self.image_path(f"{image_id}{self.image_ext}") if bad is None else None
+        problem = bad[0] if bad else self.file_problem(path, "image")
         if problem:
-            yield self.error(problem, "image", image_id=image_id, detail=path)
+            yield self.error(problem, "image", image_id=image_id, detail=bad[1] if bad else path)
             for _, p in group.anns:
                 yield self.error("parent_image_failed", "object", image_id=image_id, ann_id=p[0],
                                  detail=f"image failed: {problem}")
