@@ -21,7 +21,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from lifting.boxes import Box3D, wrap_angle
-from lifting.camera import project_points, unproject_points
+from lifting.camera import NEAR_PLANE_M, unproject_points
 
 
 @dataclass(frozen=True)
@@ -87,15 +87,9 @@ def bbox_from_box(category: str, box: Box3D, K: np.ndarray, image_size: tuple[in
         K: (3, 3) intrinsics of the image.
         image_size: (W, H) of the image in pixels.
     """
-    category = category.strip()  # the parser strips it too: keep format(parse(t)) == t
-    if "\n" in category or "Bbox(" in category or not category:
-        raise ValueError(f"category must be non-empty, one line and not contain 'Bbox(': {category!r}")
-    w, h = image_size
-    uv, _ = project_points(box.center_cam[None], K)
-    u = (uv[0, 0] + 0.5) / w
-    v = (uv[0, 1] + 0.5) / h
-    if not (np.isfinite(u) and np.isfinite(v)):
-        raise ValueError("box centre is behind the camera")
+    category = _check_category(category)
+    c = box.center_cam
+    u, v = _uv(float(c[0]), float(c[1]), float(c[2]), K, image_size)
     p = precision
     return BboxText(
         category=category,
@@ -109,10 +103,59 @@ def bbox_from_box(category: str, box: Box3D, K: np.ndarray, image_size: tuple[in
     )
 
 
+def _check_category(category: str) -> str:
+    category = category.strip()  # the parser strips it too: keep format(parse(t)) == t
+    if "\n" in category or "Bbox(" in category or not category:
+        raise ValueError(f"category must be non-empty, one line and not contain 'Bbox(': {category!r}")
+    return category
+
+
+def _uv(x: float, y: float, z: float, K, image_size: tuple[int, int]) -> tuple[float, float]:
+    """Normalised pixel-edge (u, v) of a camera-frame point (metres), in scalar float64 with
+    the same operations, in the same order, as `lifting.camera.project_points` (so the
+    result is bit-identical); ValueError when the point is behind the near plane."""
+    w, h = image_size
+    if not z >= NEAR_PLANE_M:  # also NaN
+        raise ValueError("box centre is behind the camera")
+    u = (float(K[0][0]) * x / z + float(K[0][2]) + 0.5) / w
+    v = (float(K[1][1]) * y / z + float(K[1][2]) + 0.5) / h
+    if not (math.isfinite(u) and math.isfinite(v)):
+        raise ValueError("box centre is behind the camera")
+    return u, v
+
+
+def format_bbox_fields(category: str, center_cam, dimensions, yaw: float, K, image_size: tuple[int, int],
+                       precision: BboxPrecision = DEFAULT_PRECISION) -> str:
+    """``Bbox(...)`` text from plain numbers: the scalar fast path of `format_bbox`.
+
+    Args:
+        center_cam: (3,) box centre, camera frame, metres (any sequence of floats).
+        dimensions: (3,) w, h, l in metres. yaw: radians about gravity.
+        K: (3, 3) intrinsics (array or nested lists). image_size: (W, H) pixels.
+    Returns exactly the text `format_bbox` gives for the same box (same float operations;
+    a 2-decimal string re-read and re-printed at 2 decimals is itself, so printing the
+    unrounded number once equals printing the rounded one).
+    """
+    category = _check_category(category)
+    u, v = _uv(float(center_cam[0]), float(center_cam[1]), float(center_cam[2]), K, image_size)
+    p = precision
+    s = p.uv_scale
+    return "Bbox({},{},{},{},{},{},{},{})".format(
+        category,
+        _fmt_int(round(u * s) / s * s),
+        _fmt_int(round(v * s) / s * s),
+        _fmt(float(center_cam[2]), p.z_decimals),
+        _fmt(wrap_angle(yaw), p.angle_decimals),
+        _fmt(float(dimensions[0]), p.size_decimals),
+        _fmt(float(dimensions[1]), p.size_decimals),
+        _fmt(float(dimensions[2]), p.size_decimals),
+    )
+
+
 def format_bbox(category: str, box: Box3D, K: np.ndarray, image_size: tuple[int, int],
                 precision: BboxPrecision = DEFAULT_PRECISION) -> str:
     """``Bbox(class,u,v,z,angle,sx,sy,sz)`` text of a 3D box (see module docstring)."""
-    return bbox_from_box(category, box, K, image_size, precision).to_text(precision)
+    return format_bbox_fields(category, box.center_cam, box.dimensions, box.yaw, K, image_size, precision)
 
 
 _NUM = r"\s*(-?\d+(?:\.\d+)?)\s*"

@@ -8,9 +8,14 @@ Two paths, chosen automatically by `iou_3d`:
   edges with the other's faces; its volume is that of their convex hull (scipy/Qhull).
 
 The polygon clipping is written here (Sutherland-Hodgman, ~20 lines) rather than adding
-shapely as a dependency for one convex-convex intersection.
+shapely as a dependency for one convex-convex intersection. The gravity-aligned path runs
+in scalar Python on the boxes' numbers: with 4-gons, numpy's per-call overhead (cross,
+roll, stack on 2- and 3-vectors) was ~0.6 ms per pair, the scalar path is ~10x less and
+the evaluation matches many pairs per image.
 """
 from __future__ import annotations
+
+import math
 
 import numpy as np
 from scipy.spatial import ConvexHull, QhullError
@@ -26,63 +31,100 @@ def polygon_area(poly: np.ndarray) -> float:
     """Area of a simple polygon (N, 2) by the shoelace formula."""
     if len(poly) < 3:
         return 0.0
-    x, y = poly[:, 0], poly[:, 1]
-    return float(0.5 * abs(np.dot(x, np.roll(y, -1)) - np.dot(y, np.roll(x, -1))))
+    return _area_xy(np.asarray(poly, dtype=np.float64).tolist())
 
 
-def _ccw(poly: np.ndarray) -> np.ndarray:
-    x, y = poly[:, 0], poly[:, 1]
-    signed = np.dot(x, np.roll(y, -1)) - np.dot(y, np.roll(x, -1))
-    return poly if signed >= 0 else poly[::-1]
+def _signed2(pts: list) -> float:
+    """Twice the signed area of a polygon given as [(x, y), ...] (> 0 counter-clockwise)."""
+    n = len(pts)
+    acc = 0.0
+    for i in range(n):
+        x0, y0 = pts[i]
+        x1, y1 = pts[(i + 1) % n]
+        acc += x0 * y1 - y0 * x1
+    return acc
+
+
+def _area_xy(pts: list) -> float:
+    return 0.5 * abs(_signed2(pts)) if len(pts) >= 3 else 0.0
+
+
+def _clip_xy(subject: list, clip: list) -> list:
+    """Sutherland-Hodgman intersection of two convex polygons given as [(x, y), ...]."""
+    out = subject if _signed2(subject) >= 0 else subject[::-1]
+    clip = clip if _signed2(clip) >= 0 else clip[::-1]
+    n = len(clip)
+    for i in range(n):
+        if not out:
+            break
+        ax, ay = clip[i]
+        bx, by = clip[(i + 1) % n]
+        ex, ey = bx - ax, by - ay
+        # inside: left of the directed edge a->b (cross >= 0)
+        side = [ex * (py - ay) - ey * (px - ax) for px, py in out]
+        new = []
+        m = len(out)
+        for j in range(m):
+            sp, sq = side[j], side[(j + 1) % m]
+            p = out[j]
+            if sp >= 0:
+                new.append(p)
+            if (sp >= 0) != (sq >= 0):
+                q = out[(j + 1) % m]
+                t = sp / (sp - sq)
+                new.append((p[0] + t * (q[0] - p[0]), p[1] + t * (q[1] - p[1])))
+        out = new
+    return out
 
 
 def clip_convex_polygons(subject: np.ndarray, clip: np.ndarray) -> np.ndarray:
     """Intersection (M, 2) of two convex polygons (N, 2) by Sutherland-Hodgman clipping."""
-    out = _ccw(np.asarray(subject, dtype=np.float64))
-    clip = _ccw(np.asarray(clip, dtype=np.float64))
-    n = len(clip)
-    for i in range(n):
-        if len(out) == 0:
-            break
-        a, b = clip[i], clip[(i + 1) % n]
-        edge = b - a
-        # inside: left of the directed edge a->b (cross >= 0)
-        side = edge[0] * (out[:, 1] - a[1]) - edge[1] * (out[:, 0] - a[0])
-        new = []
-        m = len(out)
-        for j in range(m):
-            p, q = out[j], out[(j + 1) % m]
-            sp, sq = side[j], side[(j + 1) % m]
-            if sp >= 0:
-                new.append(p)
-            if (sp >= 0) != (sq >= 0):
-                t = sp / (sp - sq)
-                new.append(p + t * (q - p))
-        out = np.array(new) if new else np.zeros((0, 2))
-    return out
+    sub = [tuple(p) for p in np.asarray(subject, dtype=np.float64).tolist()]
+    clp = [tuple(p) for p in np.asarray(clip, dtype=np.float64).tolist()]
+    out = _clip_xy(sub, clp)
+    return np.array(out, dtype=np.float64) if out else np.zeros((0, 2))
 
 
-def _footprint(box: Box3D, up: np.ndarray, e1: np.ndarray, e2: np.ndarray) -> np.ndarray:
-    """(4, 2) footprint of the box on the plane spanned by e1, e2 (perpendicular to up)."""
-    c = box.corners()[:4]  # top face: the 4 corners with y = -h/2
-    return np.stack([c @ e1, c @ e2], axis=1)
+def _footprint_xy(center: list, dims: list, R: list, e1: tuple, e2: tuple) -> list:
+    """Top-face corners 0..3 of a box (centre (3,), dims (w, h, l), R (3, 3) nested lists,
+    camera frame) projected on the plane axes e1, e2: [(x, y)] * 4."""
+    hw, hh, hl = dims[0] / 2.0, dims[1] / 2.0, dims[2] / 2.0
+    out = []
+    for e in (e1, e2):
+        c = center[0] * e[0] + center[1] * e[1] + center[2] * e[2]
+        dx = (R[0][0] * e[0] + R[1][0] * e[1] + R[2][0] * e[2]) * hw
+        dy = (R[0][1] * e[0] + R[1][1] * e[1] + R[2][1] * e[2]) * hh
+        dz = (R[0][2] * e[0] + R[1][2] * e[1] + R[2][2] * e[2]) * hl
+        base = c - dy  # top face: y = -h/2
+        out.append((base - dx - dz, base + dx - dz, base + dx + dz, base - dx + dz))  # corner signs 0..3
+    return list(zip(out[0], out[1]))
 
 
 def _shares_up_axis(a: Box3D, b: Box3D) -> bool:
-    return float(np.linalg.norm(np.cross(a.up_axis, b.up_axis))) < _PARALLEL_TOL
+    ua, ub = a.R_cam[:, 1].tolist(), b.R_cam[:, 1].tolist()
+    cx = ua[1] * ub[2] - ua[2] * ub[1]
+    cy = ua[2] * ub[0] - ua[0] * ub[2]
+    cz = ua[0] * ub[1] - ua[1] * ub[0]
+    return math.sqrt(cx * cx + cy * cy + cz * cz) < _PARALLEL_TOL
 
 
 def iou_3d_gravity(a: Box3D, b: Box3D) -> float:
     """Exact IoU of two boxes whose y axes are parallel (both gravity-aligned)."""
-    up = a.up_axis / np.linalg.norm(a.up_axis)
-    e1 = a.R_cam[:, 0]
-    e2 = np.cross(up, e1)
-    inter_area = polygon_area(clip_convex_polygons(_footprint(a, up, e1, e2), _footprint(b, up, e1, e2)))
-    ca, cb = a.center_cam @ up, b.center_cam @ up
-    ha, hb = a.dimensions[1] / 2.0, b.dimensions[1] / 2.0
+    Ra, Rb = a.R_cam.tolist(), b.R_cam.tolist()
+    ux, uy, uz = Ra[0][1], Ra[1][1], Ra[2][1]
+    n = math.sqrt(ux * ux + uy * uy + uz * uz)
+    up = (ux / n, uy / n, uz / n)
+    e1 = (Ra[0][0], Ra[1][0], Ra[2][0])
+    e2 = (up[1] * e1[2] - up[2] * e1[1], up[2] * e1[0] - up[0] * e1[2], up[0] * e1[1] - up[1] * e1[0])
+    ca_, cb_ = a.center_cam.tolist(), b.center_cam.tolist()
+    da, db = a.dimensions.tolist(), b.dimensions.tolist()
+    inter_area = _area_xy(_clip_xy(_footprint_xy(ca_, da, Ra, e1, e2), _footprint_xy(cb_, db, Rb, e1, e2)))
+    ca = ca_[0] * up[0] + ca_[1] * up[1] + ca_[2] * up[2]
+    cb = cb_[0] * up[0] + cb_[1] * up[1] + cb_[2] * up[2]
+    ha, hb = da[1] / 2.0, db[1] / 2.0
     overlap_h = max(0.0, min(ca + ha, cb + hb) - max(ca - ha, cb - hb))
     inter = inter_area * overlap_h
-    union = a.volume + b.volume - inter
+    union = da[0] * da[1] * da[2] + db[0] * db[1] * db[2] - inter
     return float(inter / union) if union > 0 else 0.0
 
 
@@ -139,9 +181,11 @@ def iou_3d(a: Box3D, b: Box3D) -> float:
     if a.volume <= 0 or b.volume <= 0:
         return 0.0
     # quick reject: bounding spheres apart
-    ra = np.linalg.norm(a.dimensions) / 2.0
-    rb = np.linalg.norm(b.dimensions) / 2.0
-    if np.linalg.norm(a.center_cam - b.center_cam) > ra + rb:
+    da, db = a.dimensions.tolist(), b.dimensions.tolist()
+    ra = math.sqrt(da[0] ** 2 + da[1] ** 2 + da[2] ** 2) / 2.0
+    rb = math.sqrt(db[0] ** 2 + db[1] ** 2 + db[2] ** 2) / 2.0
+    ca, cb = a.center_cam.tolist(), b.center_cam.tolist()
+    if math.sqrt((ca[0] - cb[0]) ** 2 + (ca[1] - cb[1]) ** 2 + (ca[2] - cb[2]) ** 2) > ra + rb:
         return 0.0
     if _shares_up_axis(a, b):
         return iou_3d_gravity(a, b)

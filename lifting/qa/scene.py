@@ -9,10 +9,8 @@ from __future__ import annotations
 import math
 import random
 
-import numpy as np
-
-from lifting.bbox_text import format_bbox
-from lifting.boxes import gravity_frame, wrap_angle
+from lifting.bbox_text import format_bbox_fields
+from lifting.boxes import wrap_angle
 from lifting.qa.config import Margins, QAConfig
 
 #: axis -> (relation when the signed difference is > 0, its opposite, margin kind)
@@ -34,14 +32,26 @@ CAMERA_VIEW = (0.0, 1.0)  # (f_x, f_z) horizontal viewing direction in the gravi
 OPPOSITE_VIEW = (0.0, -1.0)
 
 
-class _BoxView:
-    """The fields of a Box3D that format_bbox reads (centre (3,) camera frame, metres;
-    dimensions (w, h, l); yaw about gravity, radians), without Box3D's array conversions."""
-
-    __slots__ = ("center_cam", "dimensions", "yaw")
-
-    def __init__(self, center_cam, dimensions, yaw):
-        self.center_cam, self.dimensions, self.yaw = center_cam, dimensions, yaw
+def gravity_frame_py(gravity_cam) -> list[list[float]]:
+    """`lifting.boxes.gravity_frame` in scalar Python: (3, 3) nested lists, columns the
+    gravity frame's x (right), y (down, along `gravity_cam`) and z (forward, horizontal)
+    axes in the camera frame. The same construction; ~20x cheaper than numpy on 3-vectors
+    (the QA engine builds one per image); equal to it within a few ulp."""
+    gx, gy, gz = (float(v) for v in gravity_cam)
+    n = math.sqrt(gx * gx + gy * gy + gz * gz)
+    if not math.isfinite(n) or n < 1e-9:
+        raise ValueError(f"gravity_cam must be a non-zero vector, got {gravity_cam}")
+    y = (gx / n, gy / n, gz / n)
+    d = y[2]  # fwd . y with fwd = (0, 0, 1)
+    z = (-d * y[0], -d * y[1], 1.0 - d * y[2])
+    if math.sqrt(z[0] * z[0] + z[1] * z[1] + z[2] * z[2]) < 1e-6:  # looking straight up or down
+        alt = (0.0, 1.0, 0.0) if abs(y[1]) < 0.9 else (0.0, 0.0, -1.0)
+        d = alt[0] * y[0] + alt[1] * y[1] + alt[2] * y[2]
+        z = (alt[0] - d * y[0], alt[1] - d * y[1], alt[2] - d * y[2])
+    nz = math.sqrt(z[0] * z[0] + z[1] * z[1] + z[2] * z[2])
+    z = (z[0] / nz, z[1] / nz, z[2] / nz)
+    x = (y[1] * z[2] - y[2] * z[1], y[2] * z[0] - y[0] * z[2], y[0] * z[1] - y[1] * z[0])
+    return [[x[i], y[i], z[i]] for i in range(3)]
 
 
 class Obj:
@@ -109,19 +119,19 @@ class Scene:
         self.record = record
         self.config = config
         self.key = record["key"]
-        self.K = np.asarray(record["K"], dtype=np.float64)
+        self.K = [[float(v) for v in row] for row in record["K"]]  # (3, 3) nested floats
         self.size = (int(record["width"]), int(record["height"]))
         self.gravity = record.get("gravity_cam") or [0.0, 1.0, 0.0]
-        self.G = gravity_frame(self.gravity)
-        self._gx = [float(v) for v in self.G[:, 0]]
+        self.G = gravity_frame_py(self.gravity)  # (3, 3) nested lists, columns x, y, z
+        G = self.G
+        self._gx = [G[0][0], G[1][0], G[2][0]]
         kept = [o for o in record.get("objects") or () if o.get("status") == "kept" and o.get("box3d")]
         self.objects: list[Obj] = []
-        if kept:
-            C = np.array([o["box3d"]["center_cam"] for o in kept], dtype=np.float64).reshape(-1, 3)
-            P = (C @ self.G).tolist()
-            for i, (o, p) in enumerate(zip(kept, P)):
-                dims = [float(v) for v in o["box3d"]["dimensions"]]
-                self.objects.append(Obj(str(o["object_id"]), str(o["category"]), i, o["box3d"], p, dims))
+        for i, o in enumerate(kept):
+            cx, cy, cz = (float(v) for v in o["box3d"]["center_cam"])
+            p = [cx * G[0][j] + cy * G[1][j] + cz * G[2][j] for j in range(3)]  # xyz_grav = xyz_cam @ G
+            dims = [float(v) for v in o["box3d"]["dimensions"]]
+            self.objects.append(Obj(str(o["object_id"]), str(o["category"]), i, o["box3d"], p, dims))
         self.by_id = {o.oid: o for o in self.objects}
         self.categories: dict[str, list[Obj]] = {}
         for o in self.objects:
@@ -161,7 +171,8 @@ class Scene:
 
     # -- boxes -----------------------------------------------------------------------
     def bbox(self, o: Obj) -> str:
-        """The object's Bbox(...) text (lifting.bbox_text.format_bbox, the single serialiser),
+        """The object's Bbox(...) text (lifting.bbox_text.format_bbox_fields, the scalar path of
+        the single serialiser),
         with the yaw recovered about `gravity_cam` as Box3D.from_omni3d does."""
         if o._bbox is None:
             b = o.box3d
@@ -170,8 +181,8 @@ class Scene:
             # yaw = atan2(Rg[0, 2], Rg[0, 0]) with Rg = G.T @ R (lifting.boxes.yaw_of), row 0 only
             s = gx[0] * R[0][2] + gx[1] * R[1][2] + gx[2] * R[2][2]
             c = gx[0] * R[0][0] + gx[1] * R[1][0] + gx[2] * R[2][0]
-            view = _BoxView(np.asarray(b["center_cam"], dtype=np.float64), b["dimensions"], wrap_angle(math.atan2(s, c)))
-            o._bbox = format_bbox(o.category, view, self.K, self.size, self.config.precision)
+            o._bbox = format_bbox_fields(o.category, b["center_cam"], b["dimensions"], wrap_angle(math.atan2(s, c)),
+                                         self.K, self.size, self.config.precision)
         return o._bbox
 
     # -- relations -------------------------------------------------------------------
