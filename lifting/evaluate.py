@@ -123,10 +123,18 @@ def _xyxy(b) -> tuple[float, float, float, float] | None:
     return tuple(float(v) for v in b)
 
 
-def parse_gt(coco: dict) -> GTSet:
+#: GT populations: "all" scores every annotation with a 3D box; "omni3d" applies Omni3D's own
+#: filter (cubercnn filter settings: visibility >= 1/3, truncation <= 1/3) where the
+#: annotations carry those fields, skipping the others as gt_occluded / gt_truncated.
+GT_FILTERS = ("all", "omni3d")
+
+
+def parse_gt(coco: dict, gt_filter: str = "all") -> GTSet:
     """Omni3D-style COCO dict (images with K; annotations with bbox [x,y,w,h], center_cam,
     dimensions [w,h,l], R_cam box->camera) -> GTSet. Unusable annotations are counted by
-    reason in `skipped`, never raised on."""
+    reason in `skipped`, never raised on. `gt_filter`: see GT_FILTERS."""
+    if gt_filter not in GT_FILTERS:
+        raise ValueError(f"gt_filter must be one of {GT_FILTERS}, got {gt_filter!r}")
     cats = {c["id"]: c.get("name", str(c["id"])) for c in coco.get("categories", [])}
     images: dict = {}
     for im in coco.get("images", []):
@@ -146,6 +154,11 @@ def parse_gt(coco: dict) -> GTSet:
             skipped["gt_ignore"] += 1
             continue
         reason = _gt_ann_reason(ann)
+        if reason is None and gt_filter == "omni3d":
+            if ann.get("visibility") is not None and float(ann["visibility"]) < 1 / 3:
+                reason = "gt_occluded"
+            elif ann.get("truncation") is not None and float(ann["truncation"]) > 1 / 3:
+                reason = "gt_truncated"
         if reason is not None:
             skipped[reason] += 1
             continue
@@ -164,10 +177,10 @@ def parse_gt(coco: dict) -> GTSet:
     return GTSet(images, skipped)
 
 
-def load_gt(path: str | Path) -> GTSet:
+def load_gt(path: str | Path, gt_filter: str = "all") -> GTSet:
     """Read and parse an Omni3D-style GT JSON file (see `parse_gt`)."""
     with open(path, encoding="utf-8") as f:
-        return parse_gt(json.load(f))
+        return parse_gt(json.load(f), gt_filter)
 
 
 # ---------------------------------------------------------------------------------------

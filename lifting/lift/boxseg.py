@@ -38,7 +38,6 @@ def _choose(cand: np.ndarray, depth: np.ndarray, cfg: LiftConfig):
     lab, n = ndimage.label(cand, structure=_EIGHT)
     if n == 0:
         return None
-    idx = np.arange(1, n + 1)
     counts = np.bincount(lab.ravel(), minlength=n + 1)[1:]
     big = counts >= max(10, cfg.boxseg_min_component_frac * h * w)
     if not big.any():
@@ -48,7 +47,8 @@ def _choose(cand: np.ndarray, depth: np.ndarray, cfg: LiftConfig):
     cy0, cy1, cx0, cx1 = h // 4, max(h // 4 + 1, 3 * h // 4), w // 4, max(w // 4 + 1, 3 * w // 4)
     centre = lab[cy0:cy1, cx0:cx1]
     ccount = np.bincount(centre.ravel(), minlength=n + 1)[1:] / max(centre.size, 1)
-    med = np.asarray(ndimage.median(depth, labels=lab, index=idx), dtype=np.float64)
+    flat = lab.ravel()
+    med = np.bincount(flat, weights=depth.ravel().astype(np.float64), minlength=n + 1)[1:] / np.maximum(counts, 1)
     score = np.where(big, fill * (0.5 + ccount), 0.0)
     good = score >= cfg.boxseg_near_score_frac * score.max()
     pick = int(np.argmin(np.where(good, med, np.inf)))

@@ -17,7 +17,7 @@ from lifting.lift.boxseg import segment_boxes
 from lifting.lift.cloud import clean_points
 from lifting.lift.config import LiftConfig
 from lifting.lift.filters import check_box, check_pixels
-from lifting.lift.fit import fit_box
+from lifting.lift.fit import fit_box, quantiles
 from lifting.lift.gravity import GravityEstimate, estimate_gravity
 from lifting.lift.pixels import adaptive_erode, depth_edges, main_components, masked_smooth, relative_noise, valid_depth
 from lifting.records import SCHEMA_VERSION, ImageRecord, Object2D
@@ -80,6 +80,10 @@ def _object_pixels(mask: np.ndarray, sl, depth: np.ndarray, valid: np.ndarray, e
     return good, valid_frac, measured_frac
 
 
+def _step(s: slice) -> int:
+    return s.step or 1
+
+
 def _points(pix: np.ndarray, sl, depth: np.ndarray, K: np.ndarray, cfg: LiftConfig) -> np.ndarray:
     """(N, 3) camera-frame points of the object pixels `pix` (h, w) of crop `sl`, depth smoothed
     inside the object (see pixels.masked_smooth) and stride-subsampled to cfg.max_points."""
@@ -91,8 +95,8 @@ def _points(pix: np.ndarray, sl, depth: np.ndarray, K: np.ndarray, cfg: LiftConf
     if len(rows) > cfg.max_points:  # deterministic stride subsample
         step = int(np.ceil(len(rows) / cfg.max_points))
         rows, cols, zs = rows[::step], cols[::step], zs[::step]
-    rows = rows + sl[0].start
-    cols = cols + sl[1].start
+    rows = rows * _step(sl[0]) + sl[0].start
+    cols = cols * _step(sl[1]) + sl[1].start
     uv = np.stack([cols, rows], axis=1).astype(np.float32)
     return unproject_points(uv, zs, K).astype(np.float64)
 
@@ -110,8 +114,8 @@ def bottom_hidden(pix: np.ndarray, sl, depth: np.ndarray, valid: np.ndarray, gap
     if len(cols) == 0:
         return False
     h = pix.shape[0]
-    last = h - 1 - np.argmax(pix[::-1, cols], axis=0) + sl[0].start
-    c = cols + sl[1].start
+    last = (h - 1 - np.argmax(pix[::-1, cols], axis=0)) * _step(sl[0]) + sl[0].start
+    c = cols * _step(sl[1]) + sl[1].start
     below = last + gap_px
     cut = below >= H
     b = np.minimum(below, H - 1)
@@ -133,9 +137,9 @@ def sides_hidden(pix: np.ndarray, sl, depth: np.ndarray, valid: np.ndarray, gap_
     if len(rows) == 0:
         return False, False
     sub = pix[rows]
-    r = rows + sl[0].start
-    first = np.argmax(sub, axis=1) + sl[1].start
-    last = sub.shape[1] - 1 - np.argmax(sub[:, ::-1], axis=1) + sl[1].start
+    r = rows * _step(sl[0]) + sl[0].start
+    first = np.argmax(sub, axis=1) * _step(sl[1]) + sl[1].start
+    last = (sub.shape[1] - 1 - np.argmax(sub[:, ::-1], axis=1)) * _step(sl[1]) + sl[1].start
     out = []
     for edge, step in ((first, -gap_px), (last, gap_px)):
         nb = edge + step
@@ -311,8 +315,12 @@ def _lift_object(o: Object2D, mask: np.ndarray, depth, valid, edges, K, g, floor
     if len(rows) == 0:
         return "mask_empty"
     cols = np.flatnonzero(mask.any(axis=0))
-    sl = (slice(min(sl[0].start, rows[0]), max(sl[0].stop, rows[-1] + 1)),
-          slice(min(sl[1].start, cols[0]), max(sl[1].stop, cols[-1] + 1)))
+    y0, y1 = min(sl[0].start, rows[0]), max(sl[0].stop, rows[-1] + 1)
+    x0, x1 = min(sl[1].start, cols[0]), max(sl[1].stop, cols[-1] + 1)
+    # large objects: work on a strided crop of about max_crop_pixels (pixel-level cost is
+    # proportional to the crop; the box fit needs a few thousand points at most)
+    step = max(1, int(np.ceil(np.sqrt((y1 - y0) * (x1 - x0) / cfg.max_crop_pixels))))
+    sl = (slice(y0, y1, step), slice(x0, x1, step))
     pix, valid_frac, measured_frac = _object_pixels(mask, sl, depth, valid, edges, cfg)
     reason = check_pixels(pix, valid_frac, measured_frac, cfg)
     if reason:
@@ -342,7 +350,7 @@ def _lift_object(o: Object2D, mask: np.ndarray, depth, valid, edges, K, g, floor
         vis_iou = iou_2d(tuple(p), tuple(b)) if p[2] > p[0] and p[3] > p[1] else 0.0
     area = lambda b: 0.0 if b is None else (b[2] - b[0]) * (b[3] - b[1])  # noqa: E731
     truncation = 1.0 - area(proj) / area(proj_full) if area(proj_full) > 0 else 1.0
-    zq = np.percentile(pts[:, 2], [10, 90])
+    zq = quantiles(pts[:, 2], 10, 90)
     entry["box3d"] = box.to_omni3d()
     entry["quality"].update(
         {

@@ -31,43 +31,64 @@ class Fit:
     visible_fraction: float  # observed footprint area / final footprint area
 
 
+def quantiles(x: np.ndarray, lo_pct: float, hi_pct: float) -> tuple[float, float]:
+    """(lo, hi) order statistics of a 1-D array at the given percentiles (nearest rank, one
+    np.partition): np.percentile's interpolation and overhead are not needed for trimming."""
+    n = len(x)
+    i = min(n - 1, max(0, int(round(lo_pct / 100.0 * (n - 1)))))
+    j = min(n - 1, max(0, int(round(hi_pct / 100.0 * (n - 1)))))
+    p = np.partition(x, (i, j))
+    return float(p[i]), float(p[j])
+
+
 def _extents(xz: np.ndarray, angles: np.ndarray, trim_pct: float):
     """Trimmed extents of (N, 2) points along the axes at `angles` (A,): (lo_a, hi_a, lo_b, hi_b, pa, pb)."""
     c, s = np.cos(angles)[:, None], np.sin(angles)[:, None]
     pa = c * xz[:, 0] + s * xz[:, 1]  # (A, N)
     pb = -s * xz[:, 0] + c * xz[:, 1]
-    lo_a, hi_a = np.percentile(pa, [trim_pct, 100 - trim_pct], axis=1)
-    lo_b, hi_b = np.percentile(pb, [trim_pct, 100 - trim_pct], axis=1)
+    qa = [quantiles(row, trim_pct, 100 - trim_pct) for row in pa]
+    qb = [quantiles(row, trim_pct, 100 - trim_pct) for row in pb]
+    lo_a, hi_a = np.array([q[0] for q in qa]), np.array([q[1] for q in qa])
+    lo_b, hi_b = np.array([q[0] for q in qb]), np.array([q[1] for q in qb])
     return lo_a, hi_a, lo_b, hi_b, pa, pb
 
 
-def _closeness(xz: np.ndarray, angles: np.ndarray, trim_pct: float, d0: float) -> np.ndarray:
-    """(A,) how close the points lie to the boundary of the rectangle at each angle."""
-    lo_a, hi_a, lo_b, hi_b, pa, pb = _extents(xz, angles, trim_pct)
+def _closeness(xz: np.ndarray, angles: np.ndarray, d0: float) -> np.ndarray:
+    """(A,) how close the (pre-trimmed) points lie to the boundary of the rectangle at each angle."""
+    c, s = np.cos(angles)[:, None], np.sin(angles)[:, None]
+    pa = c * xz[:, 0] + s * xz[:, 1]  # (A, N)
+    pb = -s * xz[:, 0] + c * xz[:, 1]
+    lo_a, hi_a = pa.min(axis=1), pa.max(axis=1)
+    lo_b, hi_b = pb.min(axis=1), pb.max(axis=1)
     da = np.minimum(np.abs(pa - lo_a[:, None]), np.abs(hi_a[:, None] - pa))
     db = np.minimum(np.abs(pb - lo_b[:, None]), np.abs(hi_b[:, None] - pb))
     return (1.0 / np.maximum(np.minimum(da, db), d0)).sum(axis=1)
 
 
-def footprint_rect(xz: np.ndarray, trim_pct: float, max_points: int = 300) -> tuple[float, np.ndarray, np.ndarray]:
+def footprint_rect(xz: np.ndarray, trim_pct: float, max_points: int = 200) -> tuple[float, np.ndarray, np.ndarray]:
     """Oriented rectangle of (N, 2) footprint points (gravity-frame x, z), metres.
 
     The visible surface of a box is one face or two faces meeting at a corner (an "L"),
     so the orientation maximises the closeness of the points to the rectangle's sides
-    (the L-shape criterion of LiDAR vehicle fitting, Zhang et al. 2017) over a 2-degree
-    sweep refined to 0.25 degree. For a complete footprint it agrees with the
+    (the L-shape criterion of LiDAR vehicle fitting, Zhang et al. 2017) over a 5-degree
+    sweep refined to 1 and then 0.25 degree. For a complete footprint it agrees with the
     minimum-area rectangle; for an L it does not fall for the diagonal rectangle that
     the minimum-area criterion prefers. Extents are percentile-trimmed.
 
     Returns (theta, center (2,), extents (2,)); the first axis is (cos theta, sin theta).
     """
     pts = xz[:: max(1, int(np.ceil(len(xz) / max_points)))]
+    # trim once, radially: drop the trim_pct farthest points from the median before the sweep
+    r = np.linalg.norm(pts - np.median(pts, axis=0), axis=1)
+    pts = pts[r <= quantiles(r, 0.0, 100 - trim_pct)[1]] if len(pts) > 20 else pts
     span = np.ptp(pts, axis=0).max()
     d0 = max(0.005, 0.01 * span)
-    coarse = np.radians(np.arange(0.0, 90.0, 2.0))
-    best = coarse[int(np.argmax(_closeness(pts, coarse, trim_pct, d0)))]
-    fine = best + np.radians(np.arange(-2.0, 2.01, 0.25))
-    th = float(fine[int(np.argmax(_closeness(pts, fine, trim_pct, d0)))] % (math.pi / 2))
+    coarse = np.radians(np.arange(0.0, 90.0, 5.0))
+    best = coarse[int(np.argmax(_closeness(pts, coarse, d0)))]
+    fine = best + np.radians(np.arange(-4.0, 4.01, 1.0))
+    best = fine[int(np.argmax(_closeness(pts, fine, d0)))]
+    finer = best + np.radians(np.arange(-0.75, 0.76, 0.25))
+    th = float(finer[int(np.argmax(_closeness(pts, finer, d0)))] % (math.pi / 2))
     lo_a, hi_a, lo_b, hi_b, _, _ = _extents(xz, np.array([th]), trim_pct)
     a = np.array([math.cos(th), math.sin(th)])
     b = np.array([-a[1], a[0]])
@@ -91,7 +112,7 @@ def fit_circle(xz: np.ndarray) -> tuple[np.ndarray, float, float] | None:
     return c, r, float(np.sqrt(np.mean(res ** 2)))
 
 
-def _front_outline(xz: np.ndarray, n_samples: int = 64, max_points: int = 800) -> np.ndarray | None:
+def _front_outline(xz: np.ndarray, n_samples: int = 64, max_points: int = 250) -> np.ndarray | None:
     """Points sampled uniformly along the camera-facing part of the footprint's convex hull."""
     xz = xz[:: max(1, int(np.ceil(len(xz) / max_points)))]
     try:
@@ -129,7 +150,8 @@ def _is_round(xz: np.ndarray, extents: np.ndarray, cfg: LiftConfig):
         return None
     rel = outline - c
     ang = np.arctan2(rel[:, 1], rel[:, 0])
-    span = np.percentile(ang, 98) - np.percentile(ang, 2)
+    lo, hi = quantiles(ang, 2, 98)
+    span = hi - lo
     if np.linalg.norm(c) <= np.linalg.norm(xz.mean(axis=0)) or span < math.radians(60):
         return None
     return c, r
@@ -155,7 +177,7 @@ def fit_box(xyz_cam: np.ndarray, gravity_cam: np.ndarray, cfg: LiftConfig, *, fl
     R = gravity_frame(gravity_cam)
     pg = xyz_cam @ R  # gravity frame: x right, y down, z forward (horizontal)
     t = cfg.trim_pct
-    top, bottom = np.percentile(pg[:, 1], [t, 100 - t])
+    top, bottom = quantiles(pg[:, 1], t, 100 - t)
     if floor_offset is not None:
         gap = floor_offset - bottom
         fits_prior = prior_max_height is None or floor_offset - top <= 1.25 * prior_max_height
