@@ -17,17 +17,9 @@ import numpy as np
 from scipy import ndimage
 
 from lifting.lift.config import LiftConfig
+from lifting.lift.pixels import box_slices
 
 _EIGHT = np.ones((3, 3), dtype=bool)
-
-
-def _box_slices(b, shape):
-    h, w = shape
-    x0 = int(np.clip(np.floor(b[0]), 0, w))
-    y0 = int(np.clip(np.floor(b[1]), 0, h))
-    x1 = int(np.clip(np.ceil(b[2]), 0, w))
-    y1 = int(np.clip(np.ceil(b[3]), 0, h))
-    return slice(y0, y1), slice(x0, x1)
 
 
 def _choose(cand: np.ndarray, depth: np.ndarray, cfg: LiftConfig):
@@ -73,7 +65,7 @@ def segment_boxes(boxes_xyxy: np.ndarray, depth: np.ndarray, candidates: np.ndar
         N full-size (H, W) bool masks, or None where no object component was found.
     """
     n = len(boxes_xyxy)
-    slices = [_box_slices(b, depth.shape) for b in boxes_xyxy]
+    slices = [box_slices(b, depth.shape) or (slice(0, 0), slice(0, 0)) for b in boxes_xyxy]
     first = [_choose(candidates[s], depth[s], cfg) for s in slices]
     order = sorted(range(n), key=lambda i: first[i][1] if first[i] is not None else np.inf)
     claimed = np.zeros(depth.shape, dtype=bool)

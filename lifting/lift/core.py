@@ -18,8 +18,16 @@ from lifting.lift.cloud import clean_points
 from lifting.lift.config import LiftConfig
 from lifting.lift.filters import check_box, check_pixels
 from lifting.lift.fit import fit_box, quantiles
-from lifting.lift.gravity import GravityEstimate, estimate_gravity
-from lifting.lift.pixels import adaptive_erode, depth_edges, main_components, masked_smooth, relative_noise, valid_depth
+from lifting.lift.gravity import GravityEstimate, estimate_gravity, sample_points
+from lifting.lift.pixels import (
+    adaptive_erode,
+    box_slices,
+    depth_edges,
+    main_components,
+    masked_smooth,
+    relative_noise,
+    valid_depth,
+)
 from lifting.records import SCHEMA_VERSION, ImageRecord, Object2D
 
 log = logging.getLogger(__name__)
@@ -150,24 +158,14 @@ def sides_hidden(pix: np.ndarray, sl, depth: np.ndarray, valid: np.ndarray, gap_
     return out[0], out[1]
 
 
-def _crop(b, shape):
-    h, w = shape
-    x0 = int(np.clip(np.floor(b[0]), 0, w))
-    y0 = int(np.clip(np.floor(b[1]), 0, h))
-    x1 = int(np.clip(np.ceil(b[2]), 0, w))
-    y1 = int(np.clip(np.ceil(b[3]), 0, h))
-    if x1 <= x0 or y1 <= y0:
-        return None
-    return slice(y0, y1), slice(x0, x1)
-
-
 def _decode(obj: Object2D, h: int, w: int):
     from lifting.masks import decode_segmentation, validate_segmentation
 
-    reason = validate_segmentation(obj.segmentation, h, w)
+    reason = validate_segmentation(obj.segmentation, h, w, check_area=False)  # emptiness: below
     if reason is not None:
         return None, reason
-    return decode_segmentation(obj.segmentation, h, w).astype(bool), None
+    m = decode_segmentation(obj.segmentation, h, w).astype(bool)
+    return (m, None) if m.any() else (None, "mask_empty")
 
 
 def lift_image(record: ImageRecord, depth: np.ndarray, K: np.ndarray, *, K_source: str, depth_source: str,
@@ -209,10 +207,8 @@ def lift_image(record: ImageRecord, depth: np.ndarray, K: np.ndarray, *, K_sourc
         raise LiftInputError("depth_all_invalid", "no pixel has valid depth")
     edges = depth_edges(depth, valid, cfg.depth_edge_rel)
     if gravity is None:
-        from lifting.camera import backproject
-
-        xyz = backproject(np.where(valid, depth, 0), K)
-        gravity = estimate_gravity(xyz, valid, cfg, record.gravity_cam, seed=0)
+        pts = sample_points(depth, valid, K, n=4000, seed=0)
+        gravity = estimate_gravity(pts, np.ones(len(pts), dtype=bool), cfg, record.gravity_cam, seed=0)
     g = gravity.gravity_cam
     floor = gravity.floor
 
@@ -227,7 +223,7 @@ def lift_image(record: ImageRecord, depth: np.ndarray, K: np.ndarray, *, K_sourc
         if cfg.reject_crowd and o.iscrowd:
             pre_reject[o.object_id] = "crowd"
             continue
-        if _crop(o.bbox_xyxy, (H, W)) is None:
+        if box_slices(o.bbox_xyxy, (H, W)) is None:
             pre_reject[o.object_id] = "bbox_outside_image"
             continue
         if masks and o.object_id in masks:
@@ -309,7 +305,7 @@ def _lift_object(o: Object2D, mask: np.ndarray, depth, valid, edges, K, g, floor
                  image_size, entry: dict) -> str | None:
     """Lift one object in place into `entry`; returns a reason code when rejected."""
     H, W = depth.shape
-    sl = _crop(o.bbox_xyxy, (H, W))
+    sl = box_slices(o.bbox_xyxy, (H, W))
     # the mask may extend a little beyond a loose 2D box: crop to the union
     rows = np.flatnonzero(mask.any(axis=1))
     if len(rows) == 0:

@@ -189,7 +189,8 @@ def fit_box(xyz_cam: np.ndarray, gravity_cam: np.ndarray, cfg: LiftConfig, *, fl
     sides = pg[:, 1] > top + 0.05 * height
     xz = pg[sides][:, [0, 2]] if sides.sum() >= 10 else pg[:, [0, 2]]
     th, center, ext = footprint_rect(xz, t)
-    rnd = _is_round(xz, ext, cfg)
+    # a round footprint is at least a shallow arc (extent ratio >= 0.2); thinner ones are faces
+    rnd = _is_round(xz, ext, cfg) if ext.min() >= 0.2 * ext.max() else None
     if rnd is not None:
         center, r = rnd
         yaw = math.atan2(center[0], center[1])

@@ -88,18 +88,26 @@ def find_floor(xyz: np.ndarray, valid: np.ndarray, cfg: LiftConfig, gravity_cam=
     if len(p) < 50:
         return None
     if gravity_cam is not None:
+        # fixed normal: a 1-D search over the offset with 1 cm histograms, O(points + bins)
         n = np.asarray(gravity_cam, dtype=np.float64)
         n = n / np.linalg.norm(n)
         h = p @ n
-        cand = np.unique(np.round(h[h > 0.2] / 0.01) * 0.01)  # 1 cm candidate offsets
-        if len(cand) == 0:
+        if not np.any(h > 0.2):
             return None
-        scores = _score(p, n[None, :], cand, cfg)
-        best = int(np.argmax(scores))
-        if scores[best] < cfg.floor_min_support * len(p):
+        bins = np.floor(h / 0.01).astype(np.int64)
+        lo = int(bins.min())
+        counts = np.bincount(bins - lo)
+        tol_bins = max(1, int(round((cfg.floor_inlier_m + cfg.floor_inlier_rel * float(np.median(p[:, 2]))) / 0.01)))
+        window = np.convolve(counts, np.ones(2 * tol_bins + 1), mode="same")  # inliers per offset
+        below = np.cumsum(counts[::-1])[::-1]  # points at or below each bin
+        below_strict = np.concatenate([below[3 * tol_bins + 1:], np.zeros(3 * tol_bins + 1)])
+        offsets = (np.arange(len(counts)) + lo + 0.5) * 0.01
+        ok = (offsets > 0.2) & (below_strict < 0.02 * len(p))
+        score = np.where(ok, window, 0)
+        best = int(np.argmax(score))
+        if score[best] < cfg.floor_min_support * len(p):
             return None
-        d = float(cand[best])
-        inl = np.abs(h - d) < _inlier_tol(p, cfg)
+        inl = np.abs(h - offsets[best]) < _inlier_tol(p, cfg)
         d = float(np.median(h[inl]))
         return Floor(n, d, float(inl.mean()))
     # free normal: RANSAC over point triplets, normals within the tilt cone around upright
@@ -131,9 +139,26 @@ def find_floor(xyz: np.ndarray, valid: np.ndarray, cfg: LiftConfig, gravity_cam=
     return Floor(nn, dd, support)
 
 
+def sample_points(depth: np.ndarray, valid: np.ndarray, K: np.ndarray, n: int = 4000, seed: int = 0):
+    """(N, 3) camera-frame points of up to `n` random valid pixels of an (H, W) depth map
+    (metres): what the floor search needs, without back-projecting the whole image."""
+    from lifting.camera import unproject_points
+
+    rng = np.random.default_rng(seed)
+    idx = np.flatnonzero(valid.ravel())
+    if len(idx) > n:
+        idx = np.sort(rng.choice(idx, n, replace=False))
+    v, u = np.divmod(idx, depth.shape[1])
+    return unproject_points(np.stack([u, v], axis=1), depth.ravel()[idx], K).astype(np.float64)
+
+
 def estimate_gravity(xyz: np.ndarray, valid: np.ndarray, cfg: LiftConfig, dataset_gravity=None,
                      seed: int = 0) -> GravityEstimate:
-    """Gravity per image: dataset > floor plane > upright default (see module docstring)."""
+    """Gravity per image: dataset > floor plane > upright default (see module docstring).
+
+    Args:
+        xyz: (H, W, 3) or (N, 3) camera-frame points; valid: (H, W) or (N,) bool.
+    """
     if dataset_gravity is not None:
         g = np.asarray(dataset_gravity, dtype=np.float64)
         g = g / np.linalg.norm(g)

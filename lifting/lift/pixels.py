@@ -16,6 +16,19 @@ from lifting.lift.config import LiftConfig
 _EIGHT = np.ones((3, 3), dtype=bool)
 
 
+def box_slices(b, shape: tuple[int, int]) -> tuple[slice, slice] | None:
+    """(rows, cols) slices of the pixels a 2D box (x0, y0, x1, y1, pixel edges) covers in an
+    image of `shape` (H, W), clipped to it; None when nothing of the box is inside."""
+    h, w = shape
+    x0 = int(np.clip(np.floor(b[0]), 0, w))
+    y0 = int(np.clip(np.floor(b[1]), 0, h))
+    x1 = int(np.clip(np.ceil(b[2]), 0, w))
+    y1 = int(np.clip(np.ceil(b[3]), 0, h))
+    if x1 <= x0 or y1 <= y0:
+        return None
+    return slice(y0, y1), slice(x0, x1)
+
+
 def valid_depth(depth: np.ndarray, cfg: LiftConfig) -> np.ndarray:
     """(H, W) bool: finite depth inside [min_depth_m, max_depth_m]."""
     with np.errstate(invalid="ignore"):
