@@ -222,7 +222,8 @@ def plan_units(s: opt.Settings) -> Plan:
         raise PlanError(f"--annotations is required for --source {i.source}")
     if not i.images:
         raise PlanError("--images is required")
-    src = open_source(i.source, annotations=i.annotations, images=i.images)
+    annotations, src_options = source_options(i.source, i.annotations)
+    src = open_source(i.source, annotations=annotations, images=i.images, **src_options)
     records, errors = [], []
     for r in src.iter_records():
         if hasattr(r, "objects"):
@@ -244,6 +245,46 @@ def plan_units(s: opt.Settings) -> Plan:
     if backend == "auto":
         backend = "sensor" if all(r.get("depth_path") for r in records) else _default_depth_model()
     return Plan(units, errors, h.hexdigest(), backend)
+
+
+def _one_csv(folder: Path, pattern: str, what: str, prefer: str | None = None) -> Path | None:
+    """The single CSV of `folder` matching glob `pattern` (among several, the only one whose
+    name contains `prefer`); None when there is none; SourceConfigError when ambiguous."""
+    from lifting.sources import SourceConfigError
+
+    found = sorted(p for p in folder.glob(pattern) if p.is_file())
+    if len(found) > 1 and prefer:
+        found = [p for p in found if prefer in p.name] or found
+    if len(found) > 1:
+        raise SourceConfigError(f"openimages: several {what} CSVs in {folder} ({', '.join(p.name for p in found)}); "
+                                "pass the box CSV itself as --annotations")
+    return found[0] if found else None
+
+
+def source_options(source: str, annotations: str | None) -> tuple[str | None, dict]:
+    """(annotations, extra open_source options) for `--source source --annotations annotations`.
+
+    OpenImages needs two CSVs: `--annotations` is the box CSV (`*bbox*.csv`, e.g.
+    `oidv6-train-annotations-bbox.csv`) or the folder holding it, and the class descriptions
+    (`*class-descriptions*.csv`, the `-boxable` one when there are several) are taken from
+    the same folder. Image-level label and image-list CSVs are not read (they list images
+    without boxes). Other sources take `--annotations` as it is. Raises
+    lifting.sources.SourceConfigError (a user error) when a file is missing or ambiguous.
+    """
+    if source != "openimages" or not annotations:
+        return annotations, {}
+    from lifting.sources import SourceConfigError
+
+    path = Path(annotations)
+    folder = path if path.is_dir() else path.parent
+    boxes = _one_csv(folder, "*bbox*.csv", "box") if path.is_dir() else path
+    if boxes is None:
+        raise SourceConfigError(f"openimages: no box CSV (*bbox*.csv) in {folder}")
+    classes = _one_csv(folder, "*class-descriptions*.csv", "class descriptions", prefer="boxable")
+    if classes is None:
+        raise SourceConfigError(f"openimages: no class descriptions CSV (*class-descriptions*.csv, MID,name) "
+                                f"in {folder}, next to the box CSV")
+    return str(boxes), {"class_descriptions": str(classes)}
 
 
 def _default_depth_model() -> str:
@@ -279,13 +320,48 @@ def _check_backend(kind: str, name: str, weights: str | None) -> str | None:
     return None
 
 
+def _weights_found(kind: str, name: str, weights: str | None) -> str | None:
+    """The weights file or folder backend `name` will load (explicit path or local cache), or None."""
+    from lifting.models.registry import backend_status, get_info
+
+    return backend_status(get_info(kind, name), weights).get("weights_path")
+
+
+def unreadable_weights(path: str | os.PathLike | None) -> str | None:
+    """None when every `*.safetensors` of weights `path` (a file, or the files of a folder)
+    opens, else '<file>: <safetensors error>' (one line).
+
+    `safetensors.safe_open` reads the header and checks that the tensors it declares fit in
+    the file (a truncated download fails here) without loading any tensor, so this costs
+    milliseconds on the driver instead of a failure on a worker after work began. Files in
+    other formats (.bin, .pth) are not checked.
+    """
+    if not path:
+        return None
+    from safetensors import SafetensorError, safe_open
+
+    p = Path(path)
+    files = [p] if p.is_file() else sorted(p.glob("*.safetensors")) if p.is_dir() else []
+    for f in files:
+        if f.suffix != ".safetensors":
+            continue
+        try:
+            with safe_open(str(f), framework="numpy") as h:
+                h.keys()
+        except (SafetensorError, OSError, ValueError) as e:
+            return f"{f}: {str(e).splitlines()[0] if str(e) else type(e).__name__}"
+    return None
+
+
 def resolve_models(s: opt.Settings, depth_backend: str) -> Models:
     """Resolve and check the depth model and the segmenter on the driver.
 
     depth_backend: 'sensor', a backend name or a local checkpoint folder. A model that
     cannot run (unknown name, package or weights missing) is a PlanError (one line) for
     depth; for SAM it is a fallback to depth-only box segmentation, logged once here and
-    recorded in the manifest config and stats.json.
+    recorded in the manifest config and stats.json. Weights that are found but do not open
+    (a truncated or corrupt `*.safetensors`, see `unreadable_weights`) are a PlanError for
+    both, raised before any work starts.
     """
     from lifting.models.registry import get_info
 
@@ -304,6 +380,10 @@ def resolve_models(s: opt.Settings, depth_backend: str) -> Models:
         why = _check_backend("depth", name, weights)
         if why:
             raise PlanError(f"depth model {why}; or pass --depth-weights PATH")
+        bad = unreadable_weights(_weights_found("depth", name, weights))
+        if bad:
+            raise PlanError(f"depth model {name}: unreadable safetensors weights {bad} (a truncated or corrupt "
+                            "download?); fetch them again or pass other --depth-weights")
         depth_options = {"device": m.device, "max_batch_size": max(1, m.batch_size)}
         if weights:
             depth_options["weights"] = str(Path(weights).resolve())
@@ -324,11 +404,26 @@ def resolve_models(s: opt.Settings, depth_backend: str) -> Models:
 
             path, looked = find_weights(SAM_REPOS[seg_opts["size"]], None, None)
             why = None if path else f"sam weights not found (looked in: {'; '.join(looked[:3])})"
+        if why is None:  # found: a corrupt file is the user's to fix, not a reason to fall back
+            bad = unreadable_weights(_weights_found("segment", m.segmenter, seg_opts.get("weights"))
+                                     if "size" not in seg_opts else _sam_size_weights(seg_opts["size"]))
+            if bad:
+                raise PlanError(f"segmenter {m.segmenter}: unreadable safetensors weights {bad} (a truncated or "
+                                "corrupt download?); fetch them again or pass other --segmenter-model")
         if why is not None:
             models.segmenter_used, models.segmenter_fallback = "depth_box", why
             log.warning("segmenter %s unavailable (%s): falling back to depth-only box segmentation for objects "
                         "without masks (flagged in stats.json and the manifest config)", m.segmenter, why)
     return models
+
+
+def _sam_size_weights(size: str) -> str | None:
+    """Local weights folder of the Hugging Face SAM checkpoint of `size` (base/large/huge), or None."""
+    from lifting.models.segment import SAM_REPOS
+    from lifting.models.weights import find_weights
+
+    path, _ = find_weights(SAM_REPOS[size], None, None)
+    return str(path) if path else None
 
 
 def versions(models: dict) -> dict:
@@ -412,7 +507,7 @@ def build(p: beam.Pipeline, plan: Plan, todo: list[Unit], s: opt.Settings, root:
                                           progress_dir=progress_dir,
                                           ignore_annotation_masks=models.segmenter == "none"))
             | "GroupByUnit" >> beam.GroupByKey()
-            | "WriteUnits" >> beam.ParDo(WriteRepositoryUnitFn(str(root))))
+            | "WriteUnits" >> beam.ParDo(WriteRepositoryUnitFn(str(root), s.input.max_pixels)))
 
 
 def run_lift(s: opt.Settings, test_pipeline=None, lift_fn=None, stream=None) -> dict:
@@ -470,7 +565,7 @@ def _execute(build_fn, s: opt.Settings, test_pipeline, root: Path, total: int, l
             shutil.rmtree(pdir, ignore_errors=True)
 
 
-GROUPS = ["input", "models", "output", "runner"]
+GROUPS = opt.LIFT_GROUPS
 
 
 def make_parser() -> argparse.ArgumentParser:

@@ -14,7 +14,9 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
+import errno
 import os
+import re
 from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import Any
@@ -33,7 +35,9 @@ class InputSettings:
 
     source: str | None = _opt(None, "dataset format; 'index' reads Parquet partitions built by the sources "
                               "index builder (use it for large datasets)", choices=SOURCES)
-    annotations: str | None = _opt(None, "annotation file (COCO/Objects365/Omni3D JSON) or folder (OpenImages CSVs)")
+    annotations: str | None = _opt(None, "annotation file (COCO/Objects365/Omni3D JSON); OpenImages: the box CSV "
+                                   "(*bbox*.csv) or its folder, with the class descriptions CSV "
+                                   "(*class-descriptions*.csv) next to it")
     images: str | None = _opt(None, "folder of the image files (and depth PNGs for omni3d)")
     index: str | None = _opt(None, "folder of Parquet index partitions (with --source index)")
     limit: int | None = _opt(None, "lift only the first N images in key order (for trials)")
@@ -111,6 +115,11 @@ GROUPS: dict[str, type] = {
     "input": InputSettings, "models": ModelSettings, "output": OutputSettings,
     "runner": RunnerSettings, "qa": QASettings, "llm": LLMSettings,
 }
+#: Setting groups of `lift3d lift` and `lift3d qa` (here, not in the pipeline modules, so that
+#: the command modules add their flags without importing apache_beam: `lift3d --help` stays
+#: fast and free of Beam's import-time warnings).
+LIFT_GROUPS = ["input", "models", "output", "runner"]
+QA_GROUPS = ["qa", "llm", "runner"]
 #: Free-form sections of the YAML file, handed to the library's own config classes.
 FREE_SECTIONS = ("lift", "qa_config", "rephrase_config", "beam")
 
@@ -315,11 +324,58 @@ def identity_dict(s: Settings, groups: list[str]) -> dict:
     return d
 
 
+#: errno values of OSErrors that the user fixes (space, permissions, paths, limits), not bugs.
+USER_ERRNOS = frozenset(getattr(errno, n) for n in (
+    "ENOSPC", "EDQUOT", "EFBIG", "EACCES", "EPERM", "EROFS", "ENOENT", "ENOTDIR", "EISDIR", "EEXIST",
+    "ENAMETOOLONG", "EMFILE", "ENFILE", "ELOOP", "EIO", "ENXIO", "ESTALE") if hasattr(errno, n))
+
+#: "OSError: [Errno 28] No space left on device" as Beam writes a worker's exception into the
+#: message of the RuntimeError it re-raises (in memory: the first line; multi-process: the
+#: worker's traceback text).
+_WRAPPED_OSERROR = re.compile(r"\b(?:OSError|IOError|[A-Za-z]*Error): \[Errno (\d+)\] ([^\n\[]*)")
+
+
+def os_error_line(exc: BaseException) -> str | None:
+    """One line for an environment OSError (disk full, permission denied, read-only file
+    system, ...) raised here or on a Beam worker, or None when `exc` is not one.
+
+    Looks at `exc`, its __cause__/__context__ chain (Beam's in-memory runner chains the
+    worker's OSError) and the text of a RuntimeError (the multi-process runner only passes
+    the worker's traceback text). Only errno values in USER_ERRNOS count.
+    """
+    seen, e = set(), exc
+    while e is not None and id(e) not in seen:
+        seen.add(id(e))
+        if isinstance(e, OSError) and e.errno in USER_ERRNOS:
+            return _os_error_text(e.errno, e.strerror or os.strerror(e.errno), e.filename)
+        e = e.__cause__ or e.__context__
+    if isinstance(exc, RuntimeError):
+        m = _WRAPPED_OSERROR.search(str(exc))
+        if m and int(m.group(1)) in USER_ERRNOS:
+            return _os_error_text(int(m.group(1)), m.group(2).strip(), None)
+    return None
+
+
+def _os_error_text(code: int, text: str, filename) -> str:
+    name = errno.errorcode.get(code, str(code))
+    where = f": {filename}" if filename else ""
+    if code in (errno.ENOSPC, getattr(errno, "EDQUOT", -1), errno.EFBIG):
+        hint = "free space and run the same command again: finished shards are kept and the run resumes"
+    elif code in (errno.EACCES, errno.EPERM, errno.EROFS):
+        hint = "make the output folder writable (or choose another --out) and run the command again"
+    else:
+        hint = "fix the path or the system limit and run the command again"
+    return f"{text}{where} ({name}); {hint}"
+
+
 def user_errors():
     """Context manager turning the pipelines' user-facing errors into pipelines.cli.UserError.
 
     Covers bad settings (ValueError from this module, PlanError, OutputConflict), source
-    configuration errors and missing files; other exceptions (bugs) keep their traceback.
+    configuration errors (lifting.sources.SourceConfigError), missing files, and OSErrors of
+    the environment (disk full, permission denied, read-only file system: see
+    `os_error_line`), also when a Beam worker raised them and the runner re-raised them as
+    RuntimeError("OSError: ..."). Other exceptions (bugs) keep their traceback.
     """
     import contextlib
 
@@ -341,5 +397,10 @@ def user_errors():
         except user_types as e:
             msg = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
             raise UserError(msg) from e
+        except (OSError, RuntimeError) as e:
+            line = os_error_line(e)
+            if line is None:
+                raise
+            raise UserError(line) from e
 
     return _cm()

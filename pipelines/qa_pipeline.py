@@ -25,7 +25,7 @@ from pipelines import sinks
 from pipelines.lift_pipeline import PlanError, _execute, versions
 from pipelines.transforms import QAUnitFn
 
-GROUPS = ["qa", "llm", "runner"]
+GROUPS = opt.QA_GROUPS
 log = logging.getLogger(__name__)
 
 
@@ -61,6 +61,21 @@ def rephrase_config(s: opt.Settings) -> dict | None:
     return {"base_url": s.llm.llm_base_url, "model": s.llm.llm_model, **s.rephrase_config}
 
 
+#: File name of the LLM response cache in the QA output folder (see worker_rephrase_config).
+LLM_CACHE = "llm_cache.sqlite"
+
+
+def worker_rephrase_config(rcfg: dict | None, qa_out: Path) -> dict | None:
+    """The Rephraser settings the workers get: `rcfg` with `cache_path` defaulting to
+    QA_OUT/llm_cache.sqlite (absolute), so that a re-run (after --overwrite, a crash or a
+    change of the fidelity rules) re-uses every answer already paid for. A `cache_path` set
+    in the config's `rephrase_config` section wins. Not part of the run identity: moving
+    the cache does not change the output."""
+    if rcfg is None:
+        return None
+    return {"cache_path": str(Path(qa_out).absolute() / LLM_CACHE), **rcfg}
+
+
 def run_qa(s: opt.Settings, test_pipeline=None, qa_fn=None, rephraser_factory=None, stream=None) -> dict:
     """Generate QA shards for every repository shard not yet done; returns qa stats.json's dict."""
     repo = Path(s.qa.repository) if s.qa.repository else (Path(s.output.out) / "repository" if s.output.out else None)
@@ -83,9 +98,10 @@ def run_qa(s: opt.Settings, test_pipeline=None, qa_fn=None, rephraser_factory=No
         def build(p, pdir):
             return (p | "QAUnits" >> beam.Create(todo, reshuffle=False)
                     | "Spread" >> beam.Reshuffle()
-                    | "QA" >> beam.ParDo(QAUnitFn(str(out), s.qa_config, rcfg, qa_fn=qa_fn,
-                                                  rephraser_factory=rephraser_factory, progress_dir=pdir,
-                                                  heldout_fraction=heldout, heldout_seed=qcfg.seed)))
+                    | "QA" >> beam.ParDo(QAUnitFn(str(out), s.qa_config, worker_rephrase_config(rcfg, out),
+                                                  qa_fn=qa_fn, rephraser_factory=rephraser_factory,
+                                                  progress_dir=pdir, heldout_fraction=heldout,
+                                                  heldout_seed=qcfg.seed)))
 
         total = _count_samples(repo, todo)
         _execute(build, s, test_pipeline, out, total, "qa", stream)

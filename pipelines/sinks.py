@@ -354,6 +354,8 @@ class ImageResult:
     status: 'lifted' | 'rejected' (the record says why) | 'failed' (no record; `error`
     holds {'reason', 'detail', 'stage'}). jpg: the stored image bytes (None for failed).
     depth_png: optional 16-bit depth PNG (millimetres) to store as KEY.depth.png.
+    n_objects: objects of the *input* record (before lifting), so that the objects of an
+    image that fails are still counted; None = unknown (then the record's objects, or 0).
     """
 
     key: str
@@ -362,6 +364,7 @@ class ImageResult:
     error: dict | None = None
     image_path: str | None = None
     depth_png: bytes | None = None
+    n_objects: int | None = None
 
 
 def write_repository_unit(root: Path, unit_id: int, results: Iterable[ImageResult],
@@ -373,16 +376,22 @@ def write_repository_unit(root: Path, unit_id: int, results: Iterable[ImageResul
     a failure turns the image into a failed one. Each record is validated against
     schemas/image_record.schema.json; an invalid record is a failed image
     (`record_invalid`), never a crash. Returns the unit stats dict that was written.
+
+    Objects are accounted for per unit: `objects_in` (objects of the input records,
+    `ImageResult.n_objects`) = kept + rejected (index rows) + objects of the images that
+    failed in the pipeline (`objects_of_failed_images_by_reason`, by the image's reason).
     """
     shard = shard_name(unit_id)
     results = sorted(results, key=lambda r: r.key)
     samples, rows, rejected, errors = [], [], [], []
     images = Counter()
     objects = Counter()
-    failed_by_reason, rejected_by_reason = Counter(), Counter()
+    failed_by_reason, rejected_by_reason, objects_failed_by_reason = Counter(), Counter(), Counter()
     for r in results:
         images["in"] += 1
         status, rec, err = r.status, r.record, r.error
+        n_in = r.n_objects if r.n_objects is not None else len((rec or {}).get("objects") or [])
+        objects["in"] += n_in
         if status in ("lifted", "rejected") and rec is not None:
             msg = record_error(rec, "image_record")
             if msg is not None:
@@ -396,6 +405,8 @@ def write_repository_unit(root: Path, unit_id: int, results: Iterable[ImageResul
             err = err or {"reason": "unknown_failure", "detail": "", "stage": "unknown"}
             images["failed"] += 1
             failed_by_reason[err["reason"]] += 1
+            if n_in:
+                objects_failed_by_reason[err["reason"]] += n_in
             errors.append({"key": r.key, "level": "image", **err})
             continue
         images[status] += 1
@@ -428,6 +439,8 @@ def write_repository_unit(root: Path, unit_id: int, results: Iterable[ImageResul
         "images_rejected_by_reason": dict(rejected_by_reason),
         "objects": {"total": objects["total"], "kept": objects["kept"], "rejected": objects["rejected"]},
         "objects_rejected_by_reason": {k[7:]: v for k, v in objects.items() if k.startswith("reason:")},
+        "objects_in": objects["in"],
+        "objects_of_failed_images_by_reason": dict(objects_failed_by_reason),
     }
     write_json_atomic(part_path(root, unit_id, "stats.json"), stats)  # last: marks the unit done
     return stats
@@ -461,6 +474,13 @@ def finalize_repository(root: Path, *, config: dict, versions: dict, expected_un
     extra: further JSON-ready entries of stats.json (e.g. 'models': which depth model and
     segmenter ran, and whether SAM fell back to depth-only box segmentation).
     Returns the stats dict. All files are written atomically and deterministically.
+
+    Object accounting (`objects_accounting` in stats.json, with `balanced`):
+        in = kept + rejected + of_failed_images + dropped_at_read
+    where `in` counts the objects of the records that entered the pipeline (counted before
+    lifting) plus the annotations dropped while reading; `objects_of_failed_images` (an
+    int, and by the image's reason) counts the objects of images that failed inside the
+    pipeline (decode, depth, lift, write).
     """
     expected = sorted(set(expected_units))
     missing = sorted(set(expected) - done_units(root))
@@ -470,13 +490,18 @@ def finalize_repository(root: Path, *, config: dict, versions: dict, expected_un
     source_errors = sorted(source_errors or [], key=canonical_json)
     images = {"in": 0, "lifted": 0, "rejected": 0, "failed": 0}
     objects = {"total": 0, "kept": 0, "rejected": 0}
-    failed_by, rejected_by, objects_by = {}, {}, {}
+    failed_by, rejected_by, objects_by, objects_failed_by = {}, {}, {}, {}
+    objects_in = 0
     for u in units:
         _add(images, u["images"])
         _add(objects, u["objects"])
         _add(failed_by, u["images_failed_by_reason"])
         _add(rejected_by, u["images_rejected_by_reason"])
         _add(objects_by, u["objects_rejected_by_reason"])
+        failed_here = u.get("objects_of_failed_images_by_reason", {})
+        _add(objects_failed_by, failed_here)
+        # a unit written before `objects_in` existed: what it accounted for
+        objects_in += u.get("objects_in", u["objects"]["total"] + sum(failed_here.values()))
     dropped_at_read = {}
     for e in source_errors:
         if e.get("level") == "image":
@@ -486,11 +511,20 @@ def finalize_repository(root: Path, *, config: dict, versions: dict, expected_un
         else:
             _add(dropped_at_read, {e["reason"]: 1})
     shard_infos = [u["shard"] for u in units]
+    n_dropped, n_failed = sum(dropped_at_read.values()), sum(objects_failed_by.values())
+    accounting = {"in": objects_in + n_dropped, "kept": objects["kept"], "rejected": objects["rejected"],
+                  "of_failed_images": n_failed, "dropped_at_read": n_dropped}
+    accounting["balanced"] = (accounting["in"] == objects["kept"] + objects["rejected"] + n_failed + n_dropped
+                              and objects["total"] == objects["kept"] + objects["rejected"])
+    if not accounting["balanced"]:
+        log.warning("%s: objects in != kept + rejected + of failed images + dropped at read: %s", root, accounting)
     stats = {
         "schema_version": SCHEMA_VERSION, "kind": "repository",
         "images": images, "images_failed_by_reason": failed_by, "images_rejected_by_reason": rejected_by,
         "objects": objects, "objects_rejected_by_reason": objects_by,
         "objects_dropped_at_read_by_reason": dropped_at_read,
+        "objects_of_failed_images": n_failed, "objects_of_failed_images_by_reason": objects_failed_by,
+        "objects_accounting": accounting,
         "shards": len(shard_infos), "samples": sum(s["samples"] for s in shard_infos),
         "balanced": images["in"] == images["lifted"] + images["rejected"] + images["failed"],
         **(extra or {}),

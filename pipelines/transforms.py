@@ -21,6 +21,7 @@ are shared per worker process by RunInference, everything else is per element.
 """
 from __future__ import annotations
 
+import functools
 import io
 import json
 import logging
@@ -114,9 +115,33 @@ class ReadUnitBatchesFn(beam.DoFn):
                 yield group
 
 
+def with_image_size(rec: dict, width: int, height: int) -> dict:
+    """Record dict `rec` with `width`/`height` (pixels of the image as displayed) set and its
+    normalised boxes made pixel boxes.
+
+    OpenImages records come with width/height None and boxes as fractions of the image
+    ([0, 1], flagged `attributes["bbox_normalized"]`); once the size is known they go
+    through `lifting.sources.openimages.denormalize_boxes` (pixel edges, flag removed).
+    Returns a new dict: `rec` may be shared with the plan (in-memory runner, retried
+    bundles) and is never modified.
+    """
+    w, h = int(width), int(height)
+    objs = rec.get("objects") or []
+    if not any((o.get("attributes") or {}).get("bbox_normalized") for o in objs):
+        return rec if (rec.get("width"), rec.get("height")) == (w, h) else {**rec, "width": w, "height": h}
+    from lifting.records import ImageRecord
+    from lifting.sources.openimages import denormalize_boxes
+
+    own = {**rec, "objects": [{**o, "attributes": dict(o.get("attributes") or {}),
+                               "bbox_xyxy": list(o.get("bbox_xyxy") or [])} for o in objs]}
+    r = denormalize_boxes(ImageRecord.from_dict(own), w, h)
+    return {**vars(r), "objects": [dict(vars(o)) for o in r.objects]}
+
+
 def decode_item(item: dict, max_pixels: int | None) -> dict:
-    """`item` with 'image' (H, W, 3) uint8 RGB (EXIF applied), the record's size set to it,
-    'K' (3, 3) float64 from the record or None and 'focal_35mm' (EXIF, mm) when K is None;
+    """`item` with 'image' (H, W, 3) uint8 RGB (EXIF applied), the record's size set to it
+    (normalised OpenImages boxes converted to pixels, see `with_image_size`), 'K' (3, 3)
+    float64 from the record or None and 'focal_35mm' (EXIF, mm) when K is None;
     or the item failed at stage `decode` with the reader's reason code."""
     from lifting.sources.image_io import InputError, read_exif_focal_35mm, read_image
 
@@ -127,8 +152,7 @@ def decode_item(item: dict, max_pixels: int | None) -> dict:
         _count(f"failed_{e.reason}")
         return failed_item(item, e.reason, e.detail, "decode")
     h, w = img.shape[:2]
-    if (rec.get("width"), rec.get("height")) != (w, h):
-        rec = {**rec, "width": int(w), "height": int(h)}
+    rec = with_image_size(rec, w, h)
     K = np.asarray(rec["K"], dtype=np.float64) if rec.get("K") is not None else None
     f35 = read_exif_focal_35mm(rec["image_path"]) if K is None else None
     return {**item, "record": rec, "image": img, "K": K, "focal_35mm": f35}
@@ -207,10 +231,13 @@ def attach_masks(result) -> dict:
 
 
 class PrepareSensorFn(beam.DoFn):
-    """Sensor depth: read the record's depth file (metres) and take its K; no image decode.
+    """Sensor depth: read the record's depth file (metres) and take its K.
 
-    Failures (reason codes of lifting.sources.depth_io / image_io, plus `intrinsics_missing`
-    and `depth_size_mismatch`) mark the item failed at stage `depth`.
+    The colour image is not decoded here (lifting needs only its size); it is decoded once,
+    when its shard is written (`load_jpg`), and an image that does not decode fails there
+    with the reader's reason. Failures here (reason codes of lifting.sources.depth_io /
+    image_io, plus `intrinsics_missing` and `depth_size_mismatch`) mark the item failed at
+    stage `depth`.
     """
 
     def process(self, item):
@@ -230,7 +257,7 @@ class PrepareSensorFn(beam.DoFn):
             w, h = rec.get("width"), rec.get("height")
             if not w or not h:
                 w, h = image_size(rec["image_path"])
-                rec = {**rec, "width": int(w), "height": int(h)}
+            rec = with_image_size(rec, w, h)
         except InputError as e:
             _count(f"failed_{e.reason}")
             yield failed_item(item, e.reason, e.detail, "depth")
@@ -283,9 +310,15 @@ class LiftFn(beam.DoFn):
         self._ticker = ProgressTicker(self.progress_dir)
 
     def _result(self, item) -> ImageResult:
+        rec = item["record"]
+        n_in = len(rec.get("objects") or [])
+        res = self._lift(item, rec)
+        res.n_objects = n_in  # objects of the input record, whatever became of the image
+        return res
+
+    def _lift(self, item, rec) -> ImageResult:
         from lifting.records import ImageRecord
 
-        rec = item["record"]
         if item.get("error"):
             return ImageResult(rec["key"], "failed", error=item["error"], image_path=rec.get("image_path"))
         record = ImageRecord.from_dict(rec)
@@ -322,51 +355,93 @@ class LiftFn(beam.DoFn):
         self._ticker.flush()
 
 
-def load_jpg(result: ImageResult, size: tuple[int, int] | None = None) -> tuple[bytes | None, str]:
-    """The JPEG bytes to store for an image: the file itself when it is a JPEG as displayed.
+#: Re-encoding of stored images that are not kept byte for byte: fixed settings, no metadata,
+#: so the same pixels always give the same bytes.
+JPEG_QUALITY = 95
+JPEG_SUBSAMPLING = "4:2:0"
 
-    size: (width, height) the record describes. The original bytes are kept (lossless,
-    deterministic) when the file is a JPEG whose size matches and whose EXIF orientation is
-    upright; otherwise the image is decoded (EXIF applied), resized to `size` when it
-    differs, and encoded as JPEG quality 95. Returns (bytes, '') or (None, reason).
-    """
-    from PIL import Image, ImageOps, UnidentifiedImageError
 
-    path = result.image_path
-    if not path or not Path(path).is_file():
-        return None, "image_missing_at_write"
-    data = Path(path).read_bytes()
+def encode_jpg(rgb: np.ndarray) -> bytes:
+    """(H, W, 3) uint8 RGB -> baseline JPEG bytes (quality JPEG_QUALITY, 4:2:0, no EXIF/ICC),
+    deterministic for the same pixels and Pillow/libjpeg build."""
+    from PIL import Image
+
+    buf = io.BytesIO()
+    Image.fromarray(np.ascontiguousarray(rgb, dtype=np.uint8), "RGB").save(
+        buf, format="JPEG", quality=JPEG_QUALITY, subsampling=JPEG_SUBSAMPLING, optimize=False, progressive=False)
+    return buf.getvalue()
+
+
+def _plain_rgb_jpeg(data: bytes) -> bool:
+    """True when `data` is a JPEG whose stored pixels are what a viewer shows: 3-channel
+    RGB (not CMYK, grey or YCCK) with no EXIF rotation."""
+    from PIL import Image, UnidentifiedImageError
+
     try:
         with Image.open(io.BytesIO(data)) as im:
-            upright = im.getexif().get(0x0112, 1) == 1
-            if im.format == "JPEG" and upright and (size is None or tuple(im.size) == tuple(size)):
+            return im.format == "JPEG" and im.mode == "RGB" and im.getexif().get(0x0112, 1) == 1
+    except (UnidentifiedImageError, OSError, ValueError, SyntaxError):
+        return False
+
+
+def load_jpg(result: ImageResult, size: tuple[int, int] | None = None,
+             max_pixels: int | None = None) -> tuple[bytes | None, str]:
+    """The JPEG bytes to store for an image, and '' (or None and a reason code).
+
+    The file is always decoded first with `lifting.sources.image_io.read_image(path,
+    max_pixels)` (EXIF orientation; CMYK, 16-bit, palette and alpha images to RGB; the pixel
+    limit checked from the header), so an image that does not decode cleanly is never
+    stored: the reader's reason is returned (`image_truncated`, `image_unreadable`,
+    `image_too_large`, `image_missing`, ...). The original bytes are kept (lossless,
+    deterministic) only for a plain RGB JPEG, upright, of the record's size; anything else is
+    re-encoded from the decoded pixels (`encode_jpg`), resized to `size` (W, H) in pixels
+    first when the record describes another size.
+    max_pixels: None = the reader's default limit (`image_io.DEFAULT_MAX_PIXELS`).
+    """
+    from PIL import Image
+
+    from lifting.sources.image_io import DEFAULT_MAX_PIXELS, InputError, read_image
+
+    path = result.image_path
+    if not path:
+        return None, "image_missing_at_write"
+    try:
+        rgb = read_image(path, DEFAULT_MAX_PIXELS if max_pixels is None else max_pixels)
+        h, w = rgb.shape[:2]
+        target = (w, h) if size is None else (int(size[0]), int(size[1]))
+        if (w, h) == target:
+            data = Path(path).read_bytes()
+            if _plain_rgb_jpeg(data):
                 return data, ""
-            im = ImageOps.exif_transpose(im).convert("RGB")
-            if size is not None and tuple(im.size) != tuple(size):
-                im = im.resize(tuple(size), Image.Resampling.LANCZOS)
-            buf = io.BytesIO()
-            im.save(buf, format="JPEG", quality=95)
-            return buf.getvalue(), ""
-    except (UnidentifiedImageError, OSError, ValueError) as e:
+        else:
+            rgb = np.asarray(Image.fromarray(rgb).resize(target, Image.Resampling.LANCZOS))
+        return encode_jpg(rgb), ""
+    except InputError as e:
+        log.warning("cannot store %s: %s", path, e)
+        return None, e.reason
+    except OSError as e:  # the file went away or became unreadable between the two reads
         log.warning("cannot store %s: %s", path, e)
         return None, "image_unreadable_at_write"
 
 
-def _load_for(result: ImageResult):
+def _load_for(result: ImageResult, max_pixels: int | None = None):
     rec = result.record or {}
     size = (rec["width"], rec["height"]) if rec.get("width") and rec.get("height") else None
-    return load_jpg(result, size)
+    return load_jpg(result, size, max_pixels)
 
 
 class WriteRepositoryUnitFn(beam.DoFn):
-    """(unit id, [ImageResult]) -> the unit's shard and parts (sinks.write_repository_unit)."""
+    """(unit id, [ImageResult]) -> the unit's shard and parts (sinks.write_repository_unit);
+    max_pixels: the decoding limit of `load_jpg` (--max-pixels)."""
 
-    def __init__(self, root: str):
+    def __init__(self, root: str, max_pixels: int | None = None):
         self.root = root
+        self.max_pixels = max_pixels
 
     def process(self, kv):
         unit_id, results = kv
-        stats = write_repository_unit(Path(self.root), unit_id, list(results), _load_for)
+        stats = write_repository_unit(Path(self.root), unit_id, list(results),
+                                      functools.partial(_load_for, max_pixels=self.max_pixels))
         _count("shards_written")
         yield stats
 
@@ -403,16 +478,16 @@ class QAUnitFn(beam.DoFn):
         if self.qa_fn is None:
             from lifting.qa import QAConfig, generate_qa
 
-            cfg = QAConfig.from_dict(self.qa_config) if hasattr(QAConfig, "from_dict") else QAConfig(**self.qa_config)
-            self.qa_fn = lambda rec: generate_qa(rec, cfg)
+            qcfg = QAConfig.from_dict(self.qa_config) if hasattr(QAConfig, "from_dict") else QAConfig(**self.qa_config)
+            self.qa_fn = lambda rec, _qcfg=qcfg: generate_qa(rec, _qcfg)  # bound now, not at call time
         self._rephraser = None
         if self.rephrase_config is not None:
             if self.rephraser_factory is None:
                 from lifting.llm import RephraseConfig, Rephraser
 
-                cfg = (RephraseConfig.from_dict(self.rephrase_config) if hasattr(RephraseConfig, "from_dict")
-                       else RephraseConfig(**self.rephrase_config))
-                self._rephraser = Rephraser(cfg)
+                rcfg = (RephraseConfig.from_dict(self.rephrase_config) if hasattr(RephraseConfig, "from_dict")
+                        else RephraseConfig(**self.rephrase_config))
+                self._rephraser = Rephraser(rcfg)
             else:
                 self._rephraser = self.rephraser_factory(self.rephrase_config)
         self._ticker = ProgressTicker(self.progress_dir)

@@ -12,8 +12,8 @@ together. For every case the test states the outcome a trusted pipeline must giv
                             RGBA, Unicode name): lifted, and the stored JPEG decodes to the
                             record's size with the pixels `lifting.sources.image_io` reads
 and the run as a whole must complete with the accounting identity of stats.json.
-Cases that reveal a bug outside the files this suite may change are marked
-`xfail(strict=True)` with the bug in the reason (see RELIABILITY.md).
+A case that reveals a bug is marked `xfail(strict=True)` with the bug in the reason (none
+today: the pipeline bugs this corpus found are fixed, see RELIABILITY.md).
 
 Path policy tested here (lifting.sources.Source.path_problem): a file name that escapes
 the images folder (`../../etc/passwd`, `/etc/passwd`) is `image_path_outside_root` (or
@@ -167,10 +167,7 @@ def _first(e: Entry, **kw) -> None:
 # The mutation receives the corpus (to add entries) and a fresh entry built from scene 0.
 CASES: dict[str, tuple[Callable, tuple, str | None]] = {
     # -- image bytes ---------------------------------------------------------------------------
-    "jpeg_truncated": (lambda c, e: _truncate(e.image), ("failed", {"image_truncated"}),
-                       "BUG pipelines/transforms.py: with sensor depth the colour image is never decoded; "
-                       "load_jpg stores the original bytes of a JPEG whose header parses, so a truncated "
-                       "JPEG is lifted and written to the shard"),
+    "jpeg_truncated": (lambda c, e: _truncate(e.image), ("failed", {"image_truncated"}), None),
     "jpeg_not_an_image": (lambda c, e: e.image.write_text("hello, not an image"),
                           ("failed", {"image_unreadable", "image_unreadable_at_write"}), None),
     "png_truncated": (lambda c, e: _truncate(e.image), ("failed", {"image_truncated", "image_unreadable_at_write"}),
@@ -187,11 +184,8 @@ CASES: dict[str, tuple[Callable, tuple, str | None]] = {
                              ("failed", {"image_unreadable", "image_missing_at_write"}), None),
     # -- valid but unusual images: lifted, stored as displayed -----------------------------------
     "image_cmyk_jpeg": (lambda c, e: Image.open(e.image).convert("CMYK").save(e.image, quality=95), ("lifted", None),
-                        "BUG pipelines/transforms.py load_jpg: an upright JPEG of the right size is stored "
-                        "byte for byte, so a CMYK JPEG lands in the shard as CMYK (4 channels), not RGB"),
-    "image_gray16_png": (lambda c, e: _gray16(e), ("lifted", None),
-                         "BUG pipelines/transforms.py load_jpg: Image.convert('RGB') clips 16-bit grey to "
-                         "255 (a white image) instead of scaling like lifting.sources.image_io.read_image"),
+                        None),
+    "image_gray16_png": (lambda c, e: _gray16(e), ("lifted", None), None),
     "image_palette_png": (lambda c, e: _palette(e), ("lifted", None), None),
     "image_rgba_png": (lambda c, e: _rgba(e), ("lifted", None), None),
     "image_grey_jpeg": (lambda c, e: Image.open(e.image).convert("L").save(e.image, quality=95), ("lifted", None),
@@ -417,14 +411,27 @@ def test_every_annotation_is_accounted_for(corpus_run):
     assert st["objects"]["total"] == len(idx) == st["objects"]["kept"] + st["objects"]["rejected"]
 
 
-@pytest.mark.xfail(strict=True, reason="BUG pipelines/sinks.py write_repository_unit: the objects of an image that "
-                   "fails inside the pipeline (depth, decode, write) are counted nowhere in stats.json, so "
-                   "stats.json alone cannot prove annotations in = objects kept + rejected + dropped")
 def test_stats_json_alone_accounts_for_every_annotation(corpus_run):
+    """stats.json states: annotations in = kept + rejected + dropped at read + objects of images
+    that failed inside the pipeline (by the image's reason, matching errors.jsonl)."""
+    from lifting.records import make_key
+
     st, doc = corpus_run["stats"], corpus_run["doc"]
     objects_in = st["objects"]["total"] + sum(st["objects_dropped_at_read_by_reason"].values())
     objects_in += sum(v for k, v in st.items() if k.startswith("objects_of_failed_images") and isinstance(v, int))
     assert objects_in == len(doc["annotations"])
+    acc = st["objects_accounting"]
+    assert acc["balanced"] and acc["in"] == len(doc["annotations"])
+    assert acc["in"] == acc["kept"] + acc["rejected"] + acc["of_failed_images"] + acc["dropped_at_read"]
+    # by reason: the annotations (not dropped at read) of each image that failed after reading
+    late = {e["key"]: e["reason"] for e in corpus_run["errors"] if e["level"] == "image" and e["stage"] != "read"}
+    dropped = {str(e["source_ann_id"]) for e in corpus_run["errors"] if e["level"] == "object"}
+    want = Counter()
+    for a in doc["annotations"]:
+        if isinstance(a, dict) and make_key("omni3d", a["image_id"]) in late and str(a["id"]) not in dropped:
+            want[late[make_key("omni3d", a["image_id"])]] += 1
+    assert st["objects_of_failed_images_by_reason"] == dict(want) and sum(want.values()) == acc["of_failed_images"]
+    assert {"image_truncated", "depth_bad_values"} <= want.keys()  # a write-stage and a depth-stage failure
 
 
 def test_whole_file_failures_are_one_line_user_errors(tmp_path, capsys):
@@ -445,9 +452,6 @@ def test_whole_file_failures_are_one_line_user_errors(tmp_path, capsys):
         assert not list(out.rglob("shard-*.tar"))
 
 
-@pytest.mark.xfail(strict=True, reason="BUG pipelines/transforms.py load_jpg: Pillow raises DecompressionBombError "
-                   "(not an OSError) for a header declaring > 2 x Image.MAX_IMAGE_PIXELS; load_jpg does not catch "
-                   "it, so one such file kills the WriteUnits stage and the whole run")
 def test_decompression_bomb_at_write_is_a_named_failure(tmp_path):
     from pipelines.sinks import ImageResult
     from pipelines.transforms import load_jpg
@@ -468,6 +472,87 @@ def test_decompression_bomb_is_refused_before_decoding(tmp_path):
         with pytest.raises(InputError) as e:
             read_image(p, **({"max_pixels": limit} if limit else {}))
         assert e.value.reason == "image_too_large"
+
+
+def test_source_config_errors_are_one_line_user_errors(tmp_path, capsys):
+    """A bad OpenImages file set (lifting.sources.SourceConfigError) stops `lift3d lift` in one line."""
+    from lifting.sources.openimages import BOX_COLUMNS
+    from pipelines import cli
+
+    (tmp_path / "images").mkdir()
+    ok_boxes = ",".join(BOX_COLUMNS) + "\nimg1,x,/m/a,1,0.1,0.5,0.1,0.5,0,0,0,0,0\n"
+    cases = {"no_classes": {"train-annotations-bbox.csv": ok_boxes},
+             "bad_header": {"train-annotations-bbox.csv": "ImageID,XMin\nimg1,0.1\n",
+                            "class-descriptions-boxable.csv": "/m/a,Apple\n"}}
+    for name, files in cases.items():
+        d = tmp_path / name
+        d.mkdir()
+        for fn, text in files.items():
+            (d / fn).write_text(text)
+        rc = cli.main(["lift", "--source", "openimages", "--annotations", str(d), "--images", str(tmp_path / "images"),
+                       "--out", str(tmp_path / f"out-{name}"), "--workers", "1", "--no-progress"])
+        err = capsys.readouterr().err.strip().splitlines()
+        assert rc == 2 and len(err) == 1 and err[0].startswith("lift3d lift: error: openimages:"), (name, err)
+        assert not (tmp_path / f"out-{name}").exists()
+
+
+def test_openimages_end_to_end_with_a_depth_model(tmp_path):
+    """OpenImages CSVs (normalised boxes, no image sizes) through `lift3d lift` with a tiny random
+    Depth Anything V2: boxes become pixel boxes of each decoded image (three sizes), and
+    stats.json accounts for every CSV row."""
+    import pyarrow.parquet as pq
+
+    from lifting.models.depth import tiny_random_checkpoint
+    from lifting.repository import iter_repository
+    from lifting.sources.openimages import BOX_COLUMNS
+    from pipelines import cli
+
+    rng = np.random.default_rng(0)
+    imgs = tmp_path / "images"
+    imgs.mkdir()
+    sizes = {"0000aaaa": (160, 120), "0000bbbb": (96, 128), "0000cccc": (200, 150)}
+    for iid, (w, h) in sizes.items():
+        a = np.zeros((h, w, 3), np.uint8)
+        a[:] = rng.integers(60, 200, 3)
+        a[h // 4: h // 2, w // 5: w // 2] = rng.integers(0, 255, 3)  # a block to look at
+        Image.fromarray(a).save(imgs / f"{iid}.jpg", quality=95)
+    rows, boxes = [], {}
+    for iid in sizes:
+        for mid, box, group in (("/m/a", (0.2, 0.5, 0.25, 0.5), 0), ("/m/b", (0.55, 0.9, 0.3, 0.8), 0),
+                                ("/m/a", (0.0, 1.0, 0.0, 1.0), 1)):  # the last one: a group-of box
+            rows.append(f"{iid},xclick,{mid},1,{box[0]},{box[1]},{box[2]},{box[3]},0,0,{group},0,0")
+            boxes[str(len(rows))] = (iid, box)
+    rows.append("0000dddd,xclick,/m/a,1,0.1,0.2,0.1,0.2,0,0,0,0,0")  # its image file is missing (fails at decode)
+    ann = tmp_path / "oi"
+    ann.mkdir()
+    (ann / "validation-annotations-bbox.csv").write_text(",".join(BOX_COLUMNS) + "\n" + "\n".join(rows) + "\n")
+    (ann / "oidv7-class-descriptions-boxable.csv").write_text("LabelName,DisplayName\n/m/a,Apple\n/m/b,Bowl\n")
+    ckpt = tiny_random_checkpoint("depth-anything-v2", tmp_path / "ckpt")
+    cfg = tmp_path / "c.yaml"
+    cfg.write_text("lift: {prior_ratio: null}\n")  # random depth: keep boxes of any metric size
+    out = tmp_path / "out"
+    rc = cli.main(["lift", "--source", "openimages", "--annotations", str(ann), "--images", str(imgs), "--out",
+                   str(out), "--depth-model", "depth-anything-v2", "--depth-weights", str(ckpt),
+                   "--depth-input-size", "56", "--config", str(cfg), "--workers", "1", "--no-progress"])
+    assert rc == 0
+    repo = out / "repository"
+    st = json.loads((repo / "stats.json").read_text())
+    acc = st["objects_accounting"]
+    assert st["images"]["in"] == 4 and st["images_failed_by_reason"] == {"image_missing": 1} and st["balanced"]
+    assert acc["balanced"] and acc["in"] == len(rows) and acc["dropped_at_read"] == 3  # the group-of boxes
+    assert st["objects_of_failed_images_by_reason"] == {"image_missing": 1} and acc["of_failed_images"] == 1
+    idx = pq.read_table(repo / "index" / "objects.parquet").to_pylist()
+    assert len(idx) == 6 and acc["kept"] + acc["rejected"] == 6
+    for r in idx:  # pixel edges of the decoded image, from the normalised CSV box
+        iid, (x0, x1, y0, y1) = boxes[r["source_ann_id"]]
+        w, h = sizes[iid]
+        assert r["bbox_xyxy"] == pytest.approx([x0 * w, y0 * h, x1 * w, y1 * h], abs=1e-6)
+    lifted = list(iter_repository(repo))
+    assert len(lifted) == st["images"]["lifted"] >= 1
+    for rec, jpg in lifted:
+        w, h = sizes[str(rec["image_id"])]
+        assert (rec["width"], rec["height"]) == (w, h) == Image.open(io.BytesIO(jpg)).size
+        assert all("bbox_normalized" not in (o.get("attributes") or {}) for o in rec["objects"])
 
 
 # -- the same policies in the other readers (source level: these need a depth model to lift) -------

@@ -32,6 +32,9 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--same-category", action="store_true", help="proj_iou matching only pairs equal category names")
     p.add_argument("--images", choices=["all", "present"], default="all",
                    help="score all GT images (absent ones count 0) or only those present in the repository")
+    p.add_argument("--gt-filter", choices=["all", "omni3d"], default="all",
+                   help="GT population: every annotation with a 3D box, or Omni3D's own filter (visibility >= 1/3, "
+                   "truncation <= 1/3, where the annotations carry those fields; the rest are counted in gt_skipped)")
     p.add_argument("--per-object", help="write one JSON line per GT object (status, figures) to this file")
     p.add_argument("--no-depth", action="store_true", help="self-consistency: skip reading stored depth maps")
 
@@ -63,7 +66,7 @@ def _run(args: argparse.Namespace) -> int:
         if not Path(args.gt).is_file():
             raise UserError(f"GT file not found: {args.gt}")
         try:
-            gt = load_gt(args.gt)
+            gt = load_gt(args.gt, args.gt_filter)
         except (ValueError, KeyError, TypeError) as e:
             raise UserError(f"cannot parse GT file {args.gt}: {e}") from e
         log.info("GT: %d images, %d scorable objects, skipped %s", len(gt.images), gt.n_objects, dict(gt.skipped))

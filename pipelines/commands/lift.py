@@ -16,9 +16,8 @@ ACCEPTS_PIPELINE_OPTIONS = True
 
 def add_arguments(parser) -> None:
     from pipelines import options as opt
-    from pipelines.lift_pipeline import GROUPS
 
-    opt.add_arguments(parser, GROUPS)
+    opt.add_arguments(parser, opt.LIFT_GROUPS)
 
 
 def lift_summary(stats: dict, out: str, seconds: float) -> list[tuple[str, object]]:

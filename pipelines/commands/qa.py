@@ -14,9 +14,8 @@ ACCEPTS_PIPELINE_OPTIONS = True
 
 def add_arguments(parser) -> None:
     from pipelines import options as opt
-    from pipelines.qa_pipeline import GROUPS
 
-    opt.add_arguments(parser, GROUPS + ["output"])
+    opt.add_arguments(parser, opt.QA_GROUPS + ["output"])
 
 
 def qa_summary(stats: dict, out: str, seconds: float) -> list[tuple[str, object]]:

@@ -12,10 +12,8 @@ ACCEPTS_PIPELINE_OPTIONS = True
 
 def add_arguments(parser) -> None:
     from pipelines import options as opt
-    from pipelines.lift_pipeline import GROUPS as LIFT
-    from pipelines.qa_pipeline import GROUPS as QA
 
-    opt.add_arguments(parser, LIFT + [g for g in QA if g not in LIFT])
+    opt.add_arguments(parser, opt.LIFT_GROUPS + [g for g in opt.QA_GROUPS if g not in opt.LIFT_GROUPS])
 
 
 def run(args, extra) -> int:

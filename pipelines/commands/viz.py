@@ -5,6 +5,7 @@ import argparse
 import json
 import logging
 import random
+import re
 import sys
 from pathlib import Path
 
@@ -17,6 +18,15 @@ DESCRIPTION = (
 )
 
 log = logging.getLogger("lift3d.viz")
+
+#: Record keys as schemas/image_record.schema.json allows them. Output file names are built
+#: from keys read from the shards, which are input: any other key is skipped, never written.
+KEY_RE = re.compile(r"^[A-Za-z0-9_-]+$")
+
+
+def valid_key(key) -> bool:
+    """True when `key` (a record's `key`) is safe as a file name: ^[A-Za-z0-9_-]+$ (no dot, slash, NUL)."""
+    return isinstance(key, str) and KEY_RE.fullmatch(key) is not None
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
@@ -66,7 +76,12 @@ def _run(args: argparse.Namespace) -> int:
     chosen: list[tuple[dict, dict]] = []
     rng = random.Random(args.seed)
     seen = 0
+    skipped: dict[str, int] = {}
     for rec, files in iter_records(paths.repo_dir, with_image=True, with_depth=with_depth):
+        if not valid_key(rec.get("key")):
+            skipped["record_key_invalid"] = skipped.get("record_key_invalid", 0) + 1
+            log.warning("skipping a record whose key is not ^[A-Za-z0-9_-]+$: %r", str(rec.get("key"))[:80])
+            continue
         if not _wanted(rec, args, keys):
             continue
         seen += 1
@@ -79,7 +94,8 @@ def _run(args: argparse.Namespace) -> int:
         else:
             break
     if not chosen:
-        raise UserError("no image of the repository matches the selection")
+        why = f" ({skipped['record_key_invalid']} record(s) skipped: invalid key)" if skipped else ""
+        raise UserError(f"no image of the repository matches the selection{why}")
     want = {str(r.get("key")) for r, _ in chosen}
     questions: dict[str, list[dict]] = {k: [] for k in want}
     for s in iter_qa(paths.qa_dir):
@@ -104,7 +120,8 @@ def _run(args: argparse.Namespace) -> int:
             else:
                 exported += 1
     index = write_gallery(out, entries, title=args.title or f"lift3d: {paths.repo_dir}")
-    summary = {"gallery": str(index), "images": len(entries), "matching_images_seen": seen}
+    summary = {"gallery": str(index), "images": len(entries), "matching_images_seen": seen,
+               "records_skipped": skipped}
     if with_depth:
         summary.update({"exported_3d": exported, "export_3d_skipped": export_reasons})
         if export_reasons.get("rerun_not_installed"):
