@@ -368,6 +368,24 @@ def _os_error_text(code: int, text: str, filename) -> str:
     return f"{text}{where} ({name}); {hint}"
 
 
+def repository_errors():
+    """Context manager turning lifting.repository.RepositoryError (an unsafe or unreadable
+    shard: `eval`, `viz`, `stats` read repositories) into one pipelines.cli.UserError line."""
+    import contextlib
+
+    @contextlib.contextmanager
+    def _cm():
+        from lifting.repository import RepositoryError
+        from pipelines.cli import UserError
+
+        try:
+            yield
+        except RepositoryError as e:
+            raise UserError(f"cannot read the repository: {e}") from e
+
+    return _cm()
+
+
 def user_errors():
     """Context manager turning the pipelines' user-facing errors into pipelines.cli.UserError.
 

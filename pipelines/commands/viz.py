@@ -153,11 +153,7 @@ def _export(rec: dict, files: dict, out: Path, kind: str) -> dict:
 
 
 def run(args: argparse.Namespace, extra: list[str]) -> int:
-    from pipelines.cli import UserError
+    from pipelines.options import repository_errors
 
-    try:
+    with repository_errors():
         return _run(args)
-    except ValueError as e:  # lifting.repository.RepositoryError: unsafe or unreadable shard
-        if getattr(e, "reason", None) is None:
-            raise
-        raise UserError(f"cannot read the repository: {e}") from e
