@@ -159,12 +159,13 @@ def sides_hidden(pix: np.ndarray, sl, depth: np.ndarray, valid: np.ndarray, gap_
 
 
 def _decode(obj: Object2D, h: int, w: int):
-    from lifting.masks import decode_segmentation, validate_segmentation
+    """(H, W) bool mask of an annotation and None, or None and the reason it cannot be used."""
+    from lifting.masks import decode_segmentation
 
-    reason = validate_segmentation(obj.segmentation, h, w, check_area=False)  # emptiness: below
-    if reason is not None:
-        return None, reason
-    m = decode_segmentation(obj.segmentation, h, w).astype(bool)
+    try:
+        m = decode_segmentation(obj.segmentation, h, w)  # validates before decoding
+    except ValueError as e:
+        return None, str(e)
     return (m, None) if m.any() else (None, "mask_empty")
 
 
