@@ -386,6 +386,24 @@ def repository_errors():
     return _cm()
 
 
+def repository_paths(repository: str, qa: str | None = None):
+    """The repository's (and QA shards') paths for `eval`, `viz` and `stats`, with logging to
+    stderr set up; one-line UserError when no shard is found or the QA folder is missing."""
+    import logging
+    import sys
+
+    from lifting.viz.reader import resolve
+    from pipelines.cli import UserError
+
+    logging.basicConfig(level=logging.INFO, stream=sys.stderr, format="%(levelname)s %(name)s: %(message)s")
+    paths = resolve(repository, qa)
+    if paths is None:
+        raise UserError(f"no repository shards (shard-*.tar) found in {repository} or {repository}/repository")
+    if qa and not Path(qa).is_dir():
+        raise UserError(f"QA folder not found: {qa}")
+    return paths
+
+
 def user_errors():
     """Context manager turning the pipelines' user-facing errors into pipelines.cli.UserError.
 

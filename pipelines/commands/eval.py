@@ -54,14 +54,12 @@ def _jsonable(x):
 
 
 def _run(args: argparse.Namespace) -> int:
+    from pipelines.options import repository_paths
     from pipelines.cli import UserError
     from lifting.evaluate import Evaluator, SelfConsistency, load_gt
-    from lifting.viz.reader import decode_depth, iter_records, resolve
+    from lifting.viz.reader import decode_depth, iter_records
 
-    logging.basicConfig(level=logging.INFO, stream=sys.stderr, format="%(levelname)s %(name)s: %(message)s")
-    paths = resolve(args.repository)
-    if paths is None:
-        raise UserError(f"no repository shards (shard-*.tar) found in {args.repository} or {args.repository}/repository")
+    paths = repository_paths(args.repository)
     if args.gt:
         if not Path(args.gt).is_file():
             raise UserError(f"GT file not found: {args.gt}")

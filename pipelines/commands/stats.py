@@ -27,16 +27,11 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 
 
 def _run(args: argparse.Namespace) -> int:
-    from pipelines.cli import UserError
+    from pipelines.options import repository_paths
     from lifting.viz.card import DatasetStats
-    from lifting.viz.reader import iter_qa, iter_records, iter_side, resolve
+    from lifting.viz.reader import iter_qa, iter_records, iter_side
 
-    logging.basicConfig(level=logging.INFO, stream=sys.stderr, format="%(levelname)s %(name)s: %(message)s")
-    paths = resolve(args.repository, args.qa)
-    if paths is None:
-        raise UserError(f"no repository shards (shard-*.tar) found in {args.repository} or {args.repository}/repository")
-    if args.qa and not Path(args.qa).is_dir():
-        raise UserError(f"QA folder not found: {args.qa}")
+    paths = repository_paths(args.repository, args.qa)
     st = DatasetStats()
     n = 0
     for rec, _ in iter_records(paths.repo_dir):

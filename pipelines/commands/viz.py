@@ -58,17 +58,13 @@ def _wanted(rec: dict, args, keys: set[str] | None) -> bool:
 
 
 def _run(args: argparse.Namespace) -> int:
+    from pipelines.options import repository_paths
     from pipelines.cli import UserError
     from lifting.viz.gallery import gallery_entry, write_gallery
     from lifting.viz.panel import render_panel
-    from lifting.viz.reader import iter_qa, iter_records, resolve
+    from lifting.viz.reader import iter_qa, iter_records
 
-    logging.basicConfig(level=logging.INFO, stream=sys.stderr, format="%(levelname)s %(name)s: %(message)s")
-    paths = resolve(args.repository, args.qa)
-    if paths is None:
-        raise UserError(f"no repository shards (shard-*.tar) found in {args.repository} or {args.repository}/repository")
-    if args.qa and not Path(args.qa).is_dir():
-        raise UserError(f"QA folder not found: {args.qa}")
+    paths = repository_paths(args.repository, args.qa)
     keys = {k.strip() for k in args.keys.split(",") if k.strip()} if args.keys else None
     limit = args.limit if args.limit and args.limit > 0 else None
     with_depth = args.export_3d != "none"
