@@ -143,7 +143,6 @@ def grounding(ctx: Ctx):
 
 def _relation_values(ctx: Ctx, axis: str, a: Obj, b: Obj, d: float, view) -> dict:
     """Template values explaining `axis` for (a, b): coordinates, difference, conclusion."""
-    s = ctx.scene
     q: dict = {"axis": axis}
     ctx.obj(q, "a", a)
     ctx.obj(q, "b", b)
