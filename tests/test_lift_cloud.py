@@ -2,7 +2,6 @@
 from __future__ import annotations
 
 import numpy as np
-import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
@@ -45,24 +44,14 @@ def test_grid_outliers_agree_with_knn_reference_on_what_is_removed():
     assert (grid == knn).mean() > 0.95
 
 
-@pytest.mark.parametrize("dense", [True, False])
-def test_main_cluster_keeps_the_largest_blob(dense, monkeypatch):
-    if not dense:
-        monkeypatch.setattr(cloud, "_DENSE_MAX_CELLS", 0)
+def test_main_cluster_keeps_the_largest_blob():
+    # one compiled path now; the former dense/sparse branches are the references in
+    # test_lift_cloud_kernels.py, checked there on this same cloud
     rng = np.random.default_rng(3)
     big = _face(rng, 2000, z=3.0)
     small = _face(rng, 300, z=4.0) * [0.3, 0.3, 1.0]  # a smaller blob 1 m behind
     keep = cloud.main_cluster(np.r_[big, small], radius=0.1)
     assert keep[:2000].all() and not keep[2000:].any()
-
-
-def test_main_cluster_dense_and_sparse_paths_agree(monkeypatch):
-    rng = np.random.default_rng(4)
-    xyz = np.concatenate([rng.normal(c, 0.1, size=(400, 3)) for c in ([0, 0, 3], [0.35, 0, 3], [2, 1, 5])])
-    dense = cloud.main_cluster(xyz, 0.08)
-    monkeypatch.setattr(cloud, "_DENSE_MAX_CELLS", 0)
-    sparse = cloud.main_cluster(xyz, 0.08)
-    assert np.array_equal(dense, sparse)
 
 
 def test_clean_points_keeps_an_object_and_drops_a_far_blob():
