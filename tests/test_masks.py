@@ -5,8 +5,11 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from lifting.masks import (decode_segmentation, encode_mask, rle_string_to_counts, segmentation_area,
-                           validate_segmentation)
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from lifting.masks import (decode_segmentation, decode_segmentation_crop, encode_mask, rle_string_to_counts,
+                           segmentation_area, validate_segmentation)
 
 DATA = Path(__file__).resolve().parents[1].parent / "shared" / "data"
 COCO_JSON = DATA / "coco-mini" / "annotations" / "instances_val2017.json"
@@ -76,4 +79,57 @@ def test_coco_mini_masks_match_pycocotools_reference():
         assert validate_segmentation(a["segmentation"], img["height"], img["width"]) is None
         ours = decode_segmentation(a["segmentation"], img["height"], img["width"])
         assert np.array_equal(ours, coco.annToMask(a).astype(bool)), a["id"]
+        assert_crop_matches(a["segmentation"], img["height"], img["width"])
     assert len(crowd) == 5
+
+
+def assert_crop_matches(seg, h, w):
+    """decode_segmentation_crop gives the full decode's pixels, in their tight box (or the
+    same refusal)."""
+    try:
+        full = decode_segmentation(seg, h, w)
+    except ValueError as e:
+        with pytest.raises(ValueError, match=str(e)):
+            decode_segmentation_crop(seg, h, w)
+        return
+    got = decode_segmentation_crop(seg, h, w)
+    if not full.any():
+        assert got is None
+        return
+    crop, r0, c0 = got
+    rows, cols = np.nonzero(full)
+    assert (r0, c0) == (rows.min(), cols.min())
+    assert crop.shape == (rows.max() - r0 + 1, cols.max() - c0 + 1)
+    assert crop.dtype == bool
+    assert np.array_equal(crop, full[r0:r0 + crop.shape[0], c0:c0 + crop.shape[1]])
+
+
+@settings(max_examples=150, deadline=None)
+@given(st.integers(1, 40), st.integers(1, 40), st.integers(0, 2**31 - 1), st.floats(0.0, 1.0))
+def test_crop_decode_of_rle_matches_full_decode(h, w, seed, density):
+    rng = np.random.default_rng(seed)
+    mask = np.zeros((h, w), dtype=bool)
+    y0, x0 = rng.integers(0, h), rng.integers(0, w)
+    y1, x1 = rng.integers(y0, h + 1), rng.integers(x0, w + 1)
+    mask[y0:y1, x0:x1] = rng.random((y1 - y0, x1 - x0)) < density
+    rle = encode_mask(mask)
+    assert_crop_matches(rle, h, w)
+    assert_crop_matches({"size": [h, w], "counts": rle_string_to_counts(rle["counts"])}, h, w)
+
+
+coord = st.floats(-15.0, 75.0, allow_nan=False, width=32)
+
+
+@settings(max_examples=150, deadline=None)
+@given(st.lists(st.lists(st.tuples(coord, coord), min_size=3, max_size=8), min_size=1, max_size=3))
+def test_crop_decode_of_polygons_matches_full_decode(polys):
+    # vertices off the image on every side, fractional and negative coordinates: the crop
+    # window must rasterise exactly what pycocotools does on the whole 48 x 60 image
+    seg = [[float(v) for xy in p for v in xy] for p in polys]
+    assert_crop_matches(seg, 48, 60)
+
+
+def test_crop_decode_rejects_what_decode_rejects():
+    with pytest.raises(ValueError, match="mask_rle_counts_mismatch"):
+        decode_segmentation_crop({"size": [4, 4], "counts": [10, 100]}, 4, 4)
+    assert decode_segmentation_crop({"size": [4, 4], "counts": [16, 0]}, 4, 4) is None  # no foreground pixel
