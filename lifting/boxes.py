@@ -23,6 +23,7 @@ Corner order (box frame; y points down, along gravity; z away from the viewer):
 """
 from __future__ import annotations
 
+import functools
 import math
 from dataclasses import dataclass
 
@@ -77,10 +78,19 @@ def gravity_frame(gravity_cam) -> np.ndarray:
     upright camera (gravity [0, 1, 0]) it is the identity. Points map as
     xyz_grav = xyz_cam @ R, xyz_cam = xyz_grav @ R.T.
     """
-    g = np.asarray(gravity_cam, dtype=np.float64)
+    g = np.asarray(gravity_cam, dtype=np.float64).ravel()
+    if g.size != 3:
+        raise ValueError(f"gravity_cam must be a 3-vector, got {gravity_cam}")
+    return _gravity_frame(float(g[0]), float(g[1]), float(g[2])).copy()
+
+
+@functools.lru_cache(maxsize=256)
+def _gravity_frame(gx: float, gy: float, gz: float) -> np.ndarray:
+    # cached: every object of an image shares its gravity (the lifting core asks per object)
+    g = np.array([gx, gy, gz])
     n = np.linalg.norm(g)
     if not np.isfinite(n) or n < 1e-9:
-        raise ValueError(f"gravity_cam must be a non-zero vector, got {gravity_cam}")
+        raise ValueError(f"gravity_cam must be a non-zero vector, got {g.tolist()}")
     y = g / n
     fwd = np.array([0.0, 0.0, 1.0])
     z = fwd - fwd.dot(y) * y
@@ -198,13 +208,19 @@ def project_box(box: Box3D, K: np.ndarray, image_size: tuple[int, int] | None = 
     uv = uv + 0.5  # pixel-centre -> pixel-edge coordinates
     x0, y0 = uv.min(axis=0)
     x1, y1 = uv.max(axis=0)
-    if image_size is not None:
-        w, h = image_size
-        x0, x1 = np.clip([x0, x1], 0.0, w)
-        y0, y1 = np.clip([y0, y1], 0.0, h)
-        if x1 <= x0 or y1 <= y0:
-            return None
-    return (float(x0), float(y0), float(x1), float(y1))
+    out = (float(x0), float(y0), float(x1), float(y1))
+    return out if image_size is None else clip_box_2d(out, image_size)
+
+
+def clip_box_2d(b, image_size: tuple[int, int]):
+    """A pixel-edge 2D box (x0, y0, x1, y1) clipped to a (W, H) image; None when the box
+    is None or nothing of it is inside."""
+    if b is None:
+        return None
+    w, h = image_size
+    x0, x1 = min(max(b[0], 0.0), w), min(max(b[2], 0.0), w)
+    y0, y1 = min(max(b[1], 0.0), h), min(max(b[3], 0.0), h)
+    return None if x1 <= x0 or y1 <= y0 else (float(x0), float(y0), float(x1), float(y1))
 
 
 def iou_2d(a, b) -> float:

@@ -53,7 +53,7 @@ def _choose(cand: np.ndarray, depth: np.ndarray, cfg: LiftConfig):
 
 
 def segment_boxes(boxes_xyxy: np.ndarray, depth: np.ndarray, candidates: np.ndarray,
-                  cfg: LiftConfig) -> list[np.ndarray | None]:
+                  cfg: LiftConfig) -> list[tuple[np.ndarray, int, int] | None]:
     """Masks for box-only objects of one image.
 
     Args:
@@ -62,7 +62,8 @@ def segment_boxes(boxes_xyxy: np.ndarray, depth: np.ndarray, candidates: np.ndar
         candidates: (H, W) bool, pixels that may belong to an object (valid depth, not on a
             depth discontinuity, not floor).
     Returns:
-        N full-size (H, W) bool masks, or None where no object component was found.
+        N masks as (box crop (h, w) bool, row0, col0) in the image, or None where no object
+        component was found.
     """
     n = len(boxes_xyxy)
     slices = [box_slices(b, depth.shape) or (slice(0, 0), slice(0, 0)) for b in boxes_xyxy]
@@ -75,8 +76,6 @@ def segment_boxes(boxes_xyxy: np.ndarray, depth: np.ndarray, candidates: np.ndar
         ch = _choose(candidates[s] & ~claimed[s], depth[s], cfg)
         if ch is None:
             continue
-        m = np.zeros(depth.shape, dtype=bool)
-        m[s] = ch[0]
-        claimed |= m
-        out[i] = m
+        claimed[s] |= ch[0]
+        out[i] = (ch[0], s[0].start, s[1].start)
     return out

@@ -11,7 +11,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from lifting.boxes import iou_2d, project_box
+from lifting.boxes import clip_box_2d, iou_2d, project_box
 from lifting.camera import unproject_points, validate_K
 from lifting.lift.boxseg import segment_boxes
 from lifting.lift.cloud import clean_points
@@ -28,6 +28,7 @@ from lifting.lift.pixels import (
     relative_noise,
     valid_depth,
 )
+from lifting.masks import crop_to_content, decode_segmentation_crop
 from lifting.records import SCHEMA_VERSION, ImageRecord, Object2D
 
 log = logging.getLogger(__name__)
@@ -67,13 +68,12 @@ def default_priors() -> _Priors:
     return _PRIORS
 
 
-def _object_pixels(mask: np.ndarray, sl, depth: np.ndarray, valid: np.ndarray, edges: np.ndarray,
+def _object_pixels(m: np.ndarray, sl, depth: np.ndarray, valid: np.ndarray, edges: np.ndarray,
                    cfg: LiftConfig):
-    """Clean an object's mask inside its crop.
+    """Clean an object's mask `m`, given on its crop `sl` of the image.
 
     Returns (pixel mask in crop, fraction of mask pixels with in-range depth, fraction with
     any measured depth: finite and > 0)."""
-    m = mask[sl]
     n_mask = int(m.sum())
     if n_mask == 0:
         return None, 0.0, 0.0
@@ -159,14 +159,13 @@ def sides_hidden(pix: np.ndarray, sl, depth: np.ndarray, valid: np.ndarray, gap_
 
 
 def _decode(obj: Object2D, h: int, w: int):
-    """(H, W) bool mask of an annotation and None, or None and the reason it cannot be used."""
-    from lifting.masks import decode_segmentation
-
+    """(mask crop, None) of an annotation -- crop = ((h', w') bool, row0, col0), the mask's
+    tight window in the H x W image -- or (None, the reason it cannot be used)."""
     try:
-        m = decode_segmentation(obj.segmentation, h, w)  # validates before decoding
+        m = decode_segmentation_crop(obj.segmentation, h, w)  # validates before decoding
     except ValueError as e:
         return None, str(e)
-    return (m, None) if m.any() else (None, "mask_empty")
+    return (m, None) if m is not None else (None, "mask_empty")
 
 
 def lift_image(record: ImageRecord, depth: np.ndarray, K: np.ndarray, *, K_source: str, depth_source: str,
@@ -182,6 +181,7 @@ def lift_image(record: ImageRecord, depth: np.ndarray, K: np.ndarray, *, K_sourc
         K_source, depth_source: provenance written into the record ("dataset",
             "model:depth-anything-v2", "sensor", ...).
         masks: optional {object_id: (H, W) bool} from a segmenter; overrides annotation masks.
+            Masks are handled as their tight crops from here on (`lifting.masks.crop_to_content`).
         config: thresholds (LiftConfig); priors: category size priors (default table).
         gravity: precomputed gravity/floor estimate (else estimated here).
     Returns:
@@ -216,7 +216,7 @@ def lift_image(record: ImageRecord, depth: np.ndarray, K: np.ndarray, *, K_sourc
     objects_out: list[dict] = []
     reasons: Counter = Counter()
     # --- masks: given > annotation > box-only segmentation (all boxes together)
-    obj_masks: dict[str, np.ndarray | None] = {}
+    obj_masks: dict[str, tuple] = {}  # object_id -> (crop, row0, col0)
     mask_source: dict[str, str] = {}
     pre_reject: dict[str, str] = {}
     box_only: list[Object2D] = []
@@ -228,7 +228,12 @@ def lift_image(record: ImageRecord, depth: np.ndarray, K: np.ndarray, *, K_sourc
             pre_reject[o.object_id] = "bbox_outside_image"
             continue
         if masks and o.object_id in masks:
-            obj_masks[o.object_id] = np.asarray(masks[o.object_id], dtype=bool)
+            m = np.asarray(masks[o.object_id], dtype=bool)
+            crop = crop_to_content(m) if m.shape == (H, W) else None
+            if crop is None:
+                pre_reject[o.object_id] = "mask_empty" if m.shape == (H, W) else "mask_invalid"
+                continue
+            obj_masks[o.object_id] = crop
             mask_source[o.object_id] = "segmenter"
         elif o.segmentation is not None:
             m, why = _decode(o, H, W)
@@ -302,23 +307,24 @@ def lift_image(record: ImageRecord, depth: np.ndarray, K: np.ndarray, *, K_sourc
     }
 
 
-def _lift_object(o: Object2D, mask: np.ndarray, depth, valid, edges, K, g, floor, cfg: LiftConfig, priors,
+def _lift_object(o: Object2D, mask: tuple, depth, valid, edges, K, g, floor, cfg: LiftConfig, priors,
                  image_size, entry: dict) -> str | None:
-    """Lift one object in place into `entry`; returns a reason code when rejected."""
+    """Lift one object in place into `entry`; returns a reason code when rejected.
+
+    `mask` is the object's tight mask crop ((h, w) bool, row0, col0) in the image."""
     H, W = depth.shape
     sl = box_slices(o.bbox_xyxy, (H, W))
-    # the mask may extend a little beyond a loose 2D box: crop to the union
-    rows = np.flatnonzero(mask.any(axis=1))
-    if len(rows) == 0:
-        return "mask_empty"
-    cols = np.flatnonzero(mask.any(axis=0))
-    y0, y1 = min(sl[0].start, rows[0]), max(sl[0].stop, rows[-1] + 1)
-    x0, x1 = min(sl[1].start, cols[0]), max(sl[1].stop, cols[-1] + 1)
+    mc, my0, mx0 = mask
+    # the mask may extend a little beyond a loose 2D box: work on the union of both
+    y0, y1 = min(sl[0].start, my0), max(sl[0].stop, my0 + mc.shape[0])
+    x0, x1 = min(sl[1].start, mx0), max(sl[1].stop, mx0 + mc.shape[1])
+    win = np.zeros((y1 - y0, x1 - x0), dtype=bool)
+    win[my0 - y0:my0 - y0 + mc.shape[0], mx0 - x0:mx0 - x0 + mc.shape[1]] = mc
     # large objects: work on a strided crop of about max_crop_pixels (pixel-level cost is
     # proportional to the crop; the box fit needs a few thousand points at most)
     step = max(1, int(np.ceil(np.sqrt((y1 - y0) * (x1 - x0) / cfg.max_crop_pixels))))
     sl = (slice(y0, y1, step), slice(x0, x1, step))
-    pix, valid_frac, measured_frac = _object_pixels(mask, sl, depth, valid, edges, cfg)
+    pix, valid_frac, measured_frac = _object_pixels(win[::step, ::step], sl, depth, valid, edges, cfg)
     reason = check_pixels(pix, valid_frac, measured_frac, cfg)
     if reason:
         return reason
@@ -335,7 +341,7 @@ def _lift_object(o: Object2D, mask: np.ndarray, depth, valid, edges, K, g, floor
                   sides_hidden=sides)
     box = fit.box
     proj_full = project_box(box, K, None)
-    proj = project_box(box, K, image_size)
+    proj = clip_box_2d(proj_full, image_size)  # = project_box(box, K, image_size), one projection
     proj_iou = iou_2d(proj, tuple(o.bbox_xyxy))
     # self-consistency on the observed sides only: where the object's image edge is hidden
     # (occluded or cut), its box may rightly project beyond the source 2D box
