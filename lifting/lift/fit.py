@@ -9,6 +9,14 @@ In the gravity frame (y down along gravity, z the camera's horizontal forward):
 - completion: depth and sensors see the front surface only, so the extent along the
   viewing direction is grown away from the camera to what the category's size prior
   (scaled by the observed size) expects — never shrinking what was observed.
+
+The footprint geometry (order statistics, orientation sweep, convex hull, circle fit) runs
+in numba kernels (`_name`, compiled on first use and cached on disk). The order statistics,
+the sweep and the extents repeat the numpy expressions they replaced operation by operation,
+summation order included (`_pairwise_sum` is numpy's), and give the same bits; the outline
+of the round test starts at the camera-facing chain of the hull rather than at qhull's
+arbitrary first vertex, and its circle comes from 3x3 normal equations rather than lstsq
+(equal to rounding). The numpy/scipy references are in tests/test_lift_fit_kernels.py.
 """
 from __future__ import annotations
 
@@ -16,7 +24,7 @@ import math
 from dataclasses import dataclass
 
 import numpy as np
-from scipy.spatial import ConvexHull, QhullError
+from numba import njit
 
 from lifting.boxes import Box3D, gravity_frame, wrap_angle
 from lifting.lift.config import LiftConfig
@@ -31,38 +39,447 @@ class Fit:
     visible_fraction: float  # observed footprint area / final footprint area
 
 
+# Hand-written numba kernels (numba: per-call numpy overhead, not arithmetic, dominated the
+# ~200-point footprints: about a hundred small array operations per object).
+_JIT = dict(cache=True, nogil=True)
+
+#: The orientation sweep of `footprint_rect`, degrees: coarse angles, then offsets around the best.
+_COARSE_DEG = np.arange(0.0, 90.0, 5.0)
+_FINE_DEG = np.arange(-4.0, 4.01, 1.0)
+_FINER_DEG = np.arange(-0.75, 0.76, 0.25)
+_DEG = math.pi / 180.0  # np.radians(x) is x * _DEG
+
+
+@njit(**_JIT)
+def _select(a, lo, hi, k):
+    """Reorder a[lo:hi + 1] in place so that a[k] is its order statistic (Hoare's FIND):
+    a[lo:k] <= a[k] <= a[k + 1:hi + 1]. Median-of-three pivots; repeated values split evenly."""
+    while lo < hi:
+        mid = (lo + hi) // 2
+        if a[mid] < a[lo]:
+            a[mid], a[lo] = a[lo], a[mid]
+        if a[hi] < a[lo]:
+            a[hi], a[lo] = a[lo], a[hi]
+        if a[hi] < a[mid]:
+            a[hi], a[mid] = a[mid], a[hi]
+        pivot = a[mid]
+        i, j = lo, hi
+        while i <= j:
+            while a[i] < pivot:
+                i += 1
+            while pivot < a[j]:
+                j -= 1
+            if i <= j:
+                a[i], a[j] = a[j], a[i]
+                i += 1
+                j -= 1
+        if k <= j:
+            hi = j
+        elif k >= i:
+            lo = i
+        else:
+            return
+
+
+@njit(**_JIT)
+def _rank(pct, n):
+    """Nearest-rank index of the `pct` percentile among n values (round half to even, as round())."""
+    return min(n - 1, max(0, round(pct / 100.0 * (n - 1))))
+
+
+@njit(**_JIT)
+def _order_stats(a, lo_pct, hi_pct):
+    """(lo, hi) nearest-rank order statistics of (N,) finite `a`, N >= 1; reorders `a` in place."""
+    n = a.size
+    i, j = _rank(lo_pct, n), _rank(hi_pct, n)
+    k1, k2 = min(i, j), max(i, j)
+    _select(a, 0, n - 1, k2)
+    v2 = a[k2]
+    _select(a, 0, k2, k1)  # the k1-th smallest lies among the k2 + 1 smallest
+    v1 = a[k1]
+    return (v1, v2) if i <= j else (v2, v1)
+
+
+@njit(**_JIT)
+def _block_sum(a, lo, n):
+    """Sum of a[lo:lo + n], n <= 128, as numpy's pairwise sum adds a block (8 accumulators)."""
+    if n < 8:
+        res = -0.0
+        for i in range(lo, lo + n):
+            res += a[i]
+        return res
+    r0, r1, r2, r3 = a[lo], a[lo + 1], a[lo + 2], a[lo + 3]
+    r4, r5, r6, r7 = a[lo + 4], a[lo + 5], a[lo + 6], a[lo + 7]
+    i = 8
+    while i < n - n % 8:
+        r0 += a[lo + i]
+        r1 += a[lo + i + 1]
+        r2 += a[lo + i + 2]
+        r3 += a[lo + i + 3]
+        r4 += a[lo + i + 4]
+        r5 += a[lo + i + 5]
+        r6 += a[lo + i + 6]
+        r7 += a[lo + i + 7]
+        i += 8
+    res = ((r0 + r1) + (r2 + r3)) + ((r4 + r5) + (r6 + r7))
+    while i < n:
+        res += a[lo + i]
+        i += 1
+    return res
+
+
+@njit(**_JIT)
+def _pairwise_sum(a, lo, n):
+    """Sum of a[lo:lo + n] in numpy's order, so that it equals numpy's `.sum()` to the last bit:
+    blocks of <= 128 (`_block_sum`), halved at multiples of 8 and added pairwise. The
+    recursion runs on an explicit stack (numba's on-disk cache cannot hold recursive functions)."""
+    if n <= 128:
+        return _block_sum(a, lo, n)
+    # frames of the halving: start, length, left half summed yet, its sum
+    f_lo, f_n = np.empty(64, np.int64), np.empty(64, np.int64)
+    f_done, f_left = np.zeros(64, np.bool_), np.empty(64)
+    f_lo[0], f_n[0], top = lo, n, 0
+    while True:
+        half = f_n[top] // 2
+        half -= half % 8
+        c_lo, c_n = (f_lo[top] + half, f_n[top] - half) if f_done[top] else (f_lo[top], half)
+        if c_n > 128:
+            top += 1
+            f_lo[top], f_n[top], f_done[top] = c_lo, c_n, False
+            continue
+        v = _block_sum(a, c_lo, c_n)
+        while f_done[top]:  # a right half: complete its frame, and so on upwards
+            v = f_left[top] + v
+            top -= 1
+            if top < 0:
+                return v
+        f_left[top], f_done[top] = v, True
+
+
+@njit(**_JIT)
+def _median(a):
+    """Median of (N,) `a` as np.median (mean of the two middle values for even N); reorders `a`."""
+    n = a.size
+    h = n // 2
+    _select(a, 0, n - 1, h)
+    if n % 2:
+        return a[h]
+    hi = a[h]
+    _select(a, 0, h, h - 1)
+    return (a[h - 1] + hi) / 2
+
+
+@njit(**_JIT)
+def _best_angle(px, pz, base, offsets_deg, d0):
+    """Index of the first maximum, over the angles base + radians(offsets_deg), of the L-shape
+    closeness of the points (px, pz) (N,): sum of 1 / max(distance to the nearer side of
+    their bounding rectangle at that angle, d0)."""
+    n = px.size
+    pa, pb, terms = np.empty(n), np.empty(n), np.empty(n)
+    best, best_k = -np.inf, 0
+    for k in range(offsets_deg.size):
+        ang = base + offsets_deg[k] * _DEG
+        c, s = math.cos(ang), math.sin(ang)
+        lo_a, hi_a, lo_b, hi_b = np.inf, -np.inf, np.inf, -np.inf
+        for i in range(n):
+            pa[i] = c * px[i] + s * pz[i]
+            pb[i] = -s * px[i] + c * pz[i]
+            lo_a, hi_a = min(lo_a, pa[i]), max(hi_a, pa[i])
+            lo_b, hi_b = min(lo_b, pb[i]), max(hi_b, pb[i])
+        for i in range(n):
+            da = min(abs(pa[i] - lo_a), abs(hi_a - pa[i]))
+            db = min(abs(pb[i] - lo_b), abs(hi_b - pb[i]))
+            terms[i] = 1.0 / max(min(da, db), d0)
+        v = _pairwise_sum(terms, 0, n)
+        if v > best:
+            best, best_k = v, k
+    return best_k
+
+
+@njit(**_JIT)
+def _footprint_rect(xz, trim_pct, max_points):
+    """Kernel of `footprint_rect`: (theta, center x, center z, extent a, extent b)."""
+    n = xz.shape[0]
+    stride = max(1, -(-n // max_points))
+    px, pz = xz[::stride, 0].copy(), xz[::stride, 1].copy()
+    if px.size > 20:  # trim once, radially: drop the trim_pct farthest points from the median
+        mx, mz = _median(px.copy()), _median(pz.copy())
+        r = np.empty(px.size)
+        for i in range(px.size):
+            dx, dz = px[i] - mx, pz[i] - mz
+            r[i] = math.sqrt(dx * dx + dz * dz)
+        cut = _order_stats(r.copy(), 0.0, 100.0 - trim_pct)[1]
+        m = 0
+        for i in range(px.size):
+            if r[i] <= cut:
+                px[m], pz[m] = px[i], pz[i]
+                m += 1
+        px, pz = px[:m], pz[:m]
+    lo_x, hi_x, lo_z, hi_z = px[0], px[0], pz[0], pz[0]
+    for i in range(px.size):
+        lo_x, hi_x, lo_z, hi_z = min(lo_x, px[i]), max(hi_x, px[i]), min(lo_z, pz[i]), max(hi_z, pz[i])
+    d0 = max(0.005, 0.01 * max(hi_x - lo_x, hi_z - lo_z))
+    best = _COARSE_DEG[_best_angle(px, pz, 0.0, _COARSE_DEG, d0)] * _DEG
+    best = best + _FINE_DEG[_best_angle(px, pz, best, _FINE_DEG, d0)] * _DEG
+    th = (best + _FINER_DEG[_best_angle(px, pz, best, _FINER_DEG, d0)] * _DEG) % (math.pi / 2)
+    # trimmed extents of all points along the chosen axes a = (c, s), b = (-s, c)
+    c, s = math.cos(th), math.sin(th)
+    pa, pb = np.empty(n), np.empty(n)
+    for i in range(n):
+        pa[i] = c * xz[i, 0] + s * xz[i, 1]
+        pb[i] = -s * xz[i, 0] + c * xz[i, 1]
+    lo_a, hi_a = _order_stats(pa, trim_pct, 100.0 - trim_pct)
+    lo_b, hi_b = _order_stats(pb, trim_pct, 100.0 - trim_pct)
+    cx = c * (lo_a + hi_a) / 2 + -s * (lo_b + hi_b) / 2
+    cz = s * (lo_a + hi_a) / 2 + c * (lo_b + hi_b) / 2
+    return th, cx, cz, hi_a - lo_a, hi_b - lo_b
+
+
+@njit(**_JIT)
+def _hull(p):
+    """(H,) vertex indices of the convex hull of (N, 2) points, counter-clockwise from the
+    lexicographically smallest point (Andrew's monotone chain).
+
+    Like qhull, vertices collinear with their neighbours to rounding (off the line by less
+    than about 1e-13 of the largest coordinate) and repeated points are dropped, so a flat
+    input gives H < 3 (qhull raises there).
+    """
+    n = p.shape[0]
+    scale = 0.0
+    for i in range(n):
+        scale = max(scale, abs(p[i, 0]), abs(p[i, 1]))
+    eps = 1e-13 * scale
+    order = np.arange(n)  # sorted by x, then z: a shell sort (Knuth's gaps)
+    gap = 1
+    while gap < n // 3:
+        gap = 3 * gap + 1
+    while gap > 0:
+        for t in range(gap, n):
+            i, u = order[t], t
+            while u >= gap and (p[order[u - gap], 0] > p[i, 0]
+                                or (p[order[u - gap], 0] == p[i, 0] and p[order[u - gap], 1] > p[i, 1])):
+                order[u] = order[u - gap]
+                u -= gap
+            order[u] = i
+        gap //= 3
+    h = np.empty(2 * n + 1, np.int64)
+    k, n_lower = 0, 0
+    for t in range(2 * n - 1):  # the lower chain left to right, then the upper chain back
+        i = order[t] if t < n else order[2 * n - 2 - t]
+        floor = 2 if t < n else n_lower + 1
+        while k >= floor:
+            a, b = h[k - 2], h[k - 1]
+            abx, abz, aix, aiz = p[b, 0] - p[a, 0], p[b, 1] - p[a, 1], p[i, 0] - p[a, 0], p[i, 1] - p[a, 1]
+            if abx * aiz - abz * aix > eps * (abs(abx) + abs(abz) + abs(aix) + abs(aiz)):
+                break  # a left turn
+            k -= 1
+        h[k] = i
+        k += 1
+        if t == n - 1:
+            n_lower = k
+    return h[: max(0, k - 1)]
+
+
+@njit(**_JIT)
+def _front_outline(xz, n_samples, max_points):
+    """(n_samples, 2) points sampled uniformly along the camera-facing part of the convex hull
+    of (N, 2) footprint points, or (0, 2) when the hull is flat or faces away.
+
+    The samples start at the first vertex of that camera-facing chain, so they do not depend
+    on where the hull's vertex cycle starts (scipy's qhull starts at an arbitrary vertex).
+    """
+    p = xz[:: max(1, -(-xz.shape[0] // max_points))]
+    hv = _hull(p)
+    m = hv.size
+    if m < 3:
+        return np.empty((0, 2))
+    front = np.empty(m, np.bool_)
+    n_front = 0
+    for k in range(m):
+        a, b = hv[k], hv[(k + 1) % m]
+        ex, ez = p[b, 0] - p[a, 0], p[b, 1] - p[a, 1]
+        # the outward normal (ez, -ex) of a ccw edge points at the camera (the origin)
+        front[k] = ez * (p[a, 0] + ex / 2) - ex * (p[a, 1] + ez / 2) < 0
+        n_front += front[k]
+    if n_front < 2:
+        return np.empty((0, 2))
+    s0 = 0
+    for k in range(m):
+        if front[k] and not front[k - 1]:
+            s0 = k
+            break
+    v, e, length = np.empty((m, 2)), np.empty((m, 2)), np.empty(m)
+    for k in range(m):
+        a, b = hv[(s0 + k) % m], hv[(s0 + k + 1) % m]
+        v[k, 0], v[k, 1] = p[a, 0], p[a, 1]
+        e[k, 0], e[k, 1] = p[b, 0] - p[a, 0], p[b, 1] - p[a, 1]
+        length[k] = math.sqrt(e[k, 0] * e[k, 0] + e[k, 1] * e[k, 1]) * (1.0 if front[(s0 + k) % m] else 0.0)
+    cum = np.empty(m + 1)
+    cum[0] = 0.0
+    for k in range(m):
+        cum[k + 1] = cum[k] + length[k]
+    step = _pairwise_sum(length, 0, m) / n_samples
+    out = np.empty((n_samples, 2))
+    k = 0
+    for i in range(n_samples):
+        s = i * step
+        while k < m and cum[k + 1] <= s:  # the last edge starting at or before s
+            k += 1
+        kk = min(k, m - 1)
+        t = (s - cum[kk]) / (length[kk] if length[kk] > 0 else 1.0)
+        out[i, 0] = v[kk, 0] + t * e[kk, 0]
+        out[i, 1] = v[kk, 1] + t * e[kk, 1]
+    return out
+
+
+@njit(**_JIT)
+def _solve3(M, rhs):
+    """(ok, x (3,)) of the symmetric positive semi-definite 3x3 system M x = rhs (M is
+    overwritten) by Gaussian elimination with partial pivoting; not ok when a pivot is below
+    1e-12 of the trace."""
+    tiny = 1e-12 * (M[0, 0] + M[1, 1] + M[2, 2])
+    x = rhs.copy()
+    for c in range(3):
+        piv = c
+        for r in range(c + 1, 3):
+            if abs(M[r, c]) > abs(M[piv, c]):
+                piv = r
+        if not abs(M[piv, c]) > tiny:
+            return False, x
+        for j in range(3):
+            M[c, j], M[piv, j] = M[piv, j], M[c, j]
+        x[c], x[piv] = x[piv], x[c]
+        for r in range(c + 1, 3):
+            f = M[r, c] / M[c, c]
+            for j in range(c, 3):
+                M[r, j] -= f * M[c, j]
+            x[r] -= f * x[c]
+    for c in range(2, -1, -1):
+        for j in range(c + 1, 3):
+            x[c] -= M[c, j] * x[j]
+        x[c] /= M[c, c]
+    return True, x
+
+
+@njit(**_JIT)
+def _normal_equations(u, w, res):
+    """(A^T A (3, 3), A^T res (3,)) of the Kasa design matrix A = [u, w, 1] (N, 3)."""
+    M, g = np.zeros((3, 3)), np.zeros(3)
+    for i in range(u.size):
+        M[0, 0] += u[i] * u[i]
+        M[0, 1] += u[i] * w[i]
+        M[0, 2] += u[i]
+        M[1, 1] += w[i] * w[i]
+        M[1, 2] += w[i]
+        g[0] += u[i] * res[i]
+        g[1] += w[i] * res[i]
+        g[2] += res[i]
+    M[1, 0], M[2, 0], M[2, 1], M[2, 2] = M[0, 1], M[0, 2], M[1, 2], u.size
+    return M, g
+
+
+@njit(**_JIT)
+def _fit_circle(p):
+    """Kernel of `fit_circle`: (ok, center x, center z, radius, rms residual).
+
+    The Kasa least squares [x, z, 1] (D, E, F) = -(x^2 + z^2) is solved by its 3x3 normal
+    equations in centred, unit-RMS coordinates (the fit is translation and scale equivariant),
+    refined once with the residual of the least squares itself. There the matrix is about
+    diag(n/2, n/2, n) and its condition number that of the points' spread (< 1e3 for an arc
+    that can pass the round test). Points on a line to 1e-6 give no circle, where lstsq
+    returned a meaningless (minimum-norm) one.
+    """
+    n = p.shape[0]
+    if n < 10:
+        return False, 0.0, 0.0, 0.0, 0.0
+    mx, mz = 0.0, 0.0
+    for i in range(n):
+        mx += p[i, 0]
+        mz += p[i, 1]
+    mx, mz = mx / n, mz / n
+    ss = 0.0
+    for i in range(n):
+        ss += (p[i, 0] - mx) ** 2 + (p[i, 1] - mz) ** 2
+    scale = math.sqrt(ss / n)
+    if not scale > 0.0:
+        return False, 0.0, 0.0, 0.0, 0.0
+    u, w, b = np.empty(n), np.empty(n), np.empty(n)
+    for i in range(n):
+        u[i], w[i] = (p[i, 0] - mx) / scale, (p[i, 1] - mz) / scale
+        b[i] = -(u[i] * u[i] + w[i] * w[i])
+    M, g = _normal_equations(u, w, b)
+    ok, x = _solve3(M.copy(), g)
+    if not ok:
+        return False, 0.0, 0.0, 0.0, 0.0
+    for i in range(n):  # one step of iterative refinement, on the residual
+        b[i] -= x[0] * u[i] + x[1] * w[i] + x[2]
+    ok, dx = _solve3(M, _normal_equations(u, w, b)[1])
+    D, E, F = x[0] + dx[0], x[1] + dx[1], x[2] + dx[2]
+    r2 = (D / 2) ** 2 + (E / 2) ** 2 - F
+    if not (math.isfinite(r2) and r2 > 0):
+        return False, 0.0, 0.0, 0.0, 0.0
+    cx, cz, r = mx - scale * D / 2, mz - scale * E / 2, scale * math.sqrt(r2)
+    res2 = np.empty(n)
+    for i in range(n):
+        res2[i] = (math.sqrt((p[i, 0] - cx) ** 2 + (p[i, 1] - cz) ** 2) - r) ** 2
+    return True, cx, cz, r, math.sqrt(_pairwise_sum(res2, 0, n) / n)
+
+
+@njit(**_JIT)
+def _round_fit(xz, ext_max, round_residual):
+    """Kernel of `_is_round`: (round, center x, center z, radius)."""
+    outline = _front_outline(xz, 64, 250)
+    if outline.shape[0] == 0:
+        return False, 0.0, 0.0, 0.0
+    ok, cx, cz, r, rms = _fit_circle(outline)
+    if not ok or rms > round_residual * r or r > 1.2 * max(ext_max, 1e-6) or r < 0.2 * ext_max:
+        return False, 0.0, 0.0, 0.0
+    ang = np.empty(outline.shape[0])
+    for i in range(outline.shape[0]):
+        ang[i] = math.atan2(outline[i, 1] - cz, outline[i, 0] - cx)
+    lo, hi = _order_stats(ang, 2.0, 98.0)
+    mx, mz = 0.0, 0.0
+    for i in range(xz.shape[0]):
+        mx += xz[i, 0]
+        mz += xz[i, 1]
+    mx, mz = mx / xz.shape[0], mz / xz.shape[0]
+    if math.sqrt(cx * cx + cz * cz) <= math.sqrt(mx * mx + mz * mz) or hi - lo < math.radians(60.0):
+        return False, 0.0, 0.0, 0.0
+    return True, cx, cz, r
+
+
+@njit(**_JIT)
+def _side_points(pg, y_min):
+    """(M, 2) (x, z) of the (N, 3) gravity-frame points with y > y_min (below the top: the
+    object's sides), or of all N points when fewer than 10 are."""
+    n = pg.shape[0]
+    m = 0
+    for i in range(n):
+        m += pg[i, 1] > y_min
+    xz = np.empty((m if m >= 10 else n, 2))
+    k = 0
+    for i in range(n):
+        if m < 10 or pg[i, 1] > y_min:
+            xz[k, 0], xz[k, 1] = pg[i, 0], pg[i, 2]
+            k += 1
+    return xz
+
+
+def _as_points(xz: np.ndarray) -> np.ndarray:
+    """(N, 2) float64 C-contiguous copy-if-needed of `xz`, N >= 1 (one kernel specialisation)."""
+    xz = np.ascontiguousarray(xz, dtype=np.float64)
+    if xz.ndim != 2 or xz.shape[1] != 2 or len(xz) == 0:
+        raise ValueError(f"expected (N >= 1, 2) points, got shape {xz.shape}")
+    return xz
+
+
 def quantiles(x: np.ndarray, lo_pct: float, hi_pct: float) -> tuple[float, float]:
-    """(lo, hi) order statistics of a 1-D array at the given percentiles (nearest rank, one
-    np.partition): np.percentile's interpolation and overhead are not needed for trimming."""
-    n = len(x)
-    i = min(n - 1, max(0, int(round(lo_pct / 100.0 * (n - 1)))))
-    j = min(n - 1, max(0, int(round(hi_pct / 100.0 * (n - 1)))))
-    p = np.partition(x, (i, j))
-    return float(p[i]), float(p[j])
-
-
-def _extents(xz: np.ndarray, angles: np.ndarray, trim_pct: float):
-    """Trimmed extents of (N, 2) points along the axes at `angles` (A,): (lo_a, hi_a, lo_b, hi_b, pa, pb)."""
-    c, s = np.cos(angles)[:, None], np.sin(angles)[:, None]
-    pa = c * xz[:, 0] + s * xz[:, 1]  # (A, N)
-    pb = -s * xz[:, 0] + c * xz[:, 1]
-    qa = [quantiles(row, trim_pct, 100 - trim_pct) for row in pa]
-    qb = [quantiles(row, trim_pct, 100 - trim_pct) for row in pb]
-    lo_a, hi_a = np.array([q[0] for q in qa]), np.array([q[1] for q in qa])
-    lo_b, hi_b = np.array([q[0] for q in qb]), np.array([q[1] for q in qb])
-    return lo_a, hi_a, lo_b, hi_b, pa, pb
-
-
-def _closeness(xz: np.ndarray, angles: np.ndarray, d0: float) -> np.ndarray:
-    """(A,) how close the (pre-trimmed) points lie to the boundary of the rectangle at each angle."""
-    c, s = np.cos(angles)[:, None], np.sin(angles)[:, None]
-    pa = c * xz[:, 0] + s * xz[:, 1]  # (A, N)
-    pb = -s * xz[:, 0] + c * xz[:, 1]
-    lo_a, hi_a = pa.min(axis=1), pa.max(axis=1)
-    lo_b, hi_b = pb.min(axis=1), pb.max(axis=1)
-    da = np.minimum(np.abs(pa - lo_a[:, None]), np.abs(hi_a[:, None] - pa))
-    db = np.minimum(np.abs(pb - lo_b[:, None]), np.abs(hi_b[:, None] - pb))
-    return (1.0 / np.maximum(np.minimum(da, db), d0)).sum(axis=1)
+    """(lo, hi) order statistics of a finite 1-D array at the given percentiles (nearest rank,
+    by selection): np.percentile's interpolation and overhead are not needed for trimming."""
+    a = np.array(x, dtype=np.float64)  # a copy: the kernel reorders it
+    if a.ndim != 1 or len(a) == 0:
+        raise ValueError(f"expected a non-empty 1-D array, got shape {a.shape}")
+    return _order_stats(a, float(lo_pct), float(hi_pct))
 
 
 def footprint_rect(xz: np.ndarray, trim_pct: float, max_points: int = 200) -> tuple[float, np.ndarray, np.ndarray]:
@@ -71,66 +488,22 @@ def footprint_rect(xz: np.ndarray, trim_pct: float, max_points: int = 200) -> tu
     The visible surface of a box is one face or two faces meeting at a corner (an "L"),
     so the orientation maximises the closeness of the points to the rectangle's sides
     (the L-shape criterion of LiDAR vehicle fitting, Zhang et al. 2017) over a 5-degree
-    sweep refined to 1 and then 0.25 degree. For a complete footprint it agrees with the
+    sweep refined to 1 and then 0.25 degree, on at most `max_points` points (a stride
+    subsample, radially trimmed by `trim_pct`). For a complete footprint it agrees with the
     minimum-area rectangle; for an L it does not fall for the diagonal rectangle that
     the minimum-area criterion prefers. Extents are percentile-trimmed.
 
     Returns (theta, center (2,), extents (2,)); the first axis is (cos theta, sin theta).
     """
-    pts = xz[:: max(1, int(np.ceil(len(xz) / max_points)))]
-    # trim once, radially: drop the trim_pct farthest points from the median before the sweep
-    r = np.linalg.norm(pts - np.median(pts, axis=0), axis=1)
-    pts = pts[r <= quantiles(r, 0.0, 100 - trim_pct)[1]] if len(pts) > 20 else pts
-    span = np.ptp(pts, axis=0).max()
-    d0 = max(0.005, 0.01 * span)
-    coarse = np.radians(np.arange(0.0, 90.0, 5.0))
-    best = coarse[int(np.argmax(_closeness(pts, coarse, d0)))]
-    fine = best + np.radians(np.arange(-4.0, 4.01, 1.0))
-    best = fine[int(np.argmax(_closeness(pts, fine, d0)))]
-    finer = best + np.radians(np.arange(-0.75, 0.76, 0.25))
-    th = float(finer[int(np.argmax(_closeness(pts, finer, d0)))] % (math.pi / 2))
-    lo_a, hi_a, lo_b, hi_b, _, _ = _extents(xz, np.array([th]), trim_pct)
-    a = np.array([math.cos(th), math.sin(th)])
-    b = np.array([-a[1], a[0]])
-    center = a * (lo_a[0] + hi_a[0]) / 2 + b * (lo_b[0] + hi_b[0]) / 2
-    return th, center, np.array([hi_a[0] - lo_a[0], hi_b[0] - lo_b[0]])
+    th, cx, cz, ea, eb = _footprint_rect(_as_points(xz), float(trim_pct), int(max_points))
+    return th, np.array([cx, cz]), np.array([ea, eb])
 
 
 def fit_circle(xz: np.ndarray) -> tuple[np.ndarray, float, float] | None:
-    """Algebraic (Kasa) circle fit of (N, 2) points: (center (2,), radius, rms residual)."""
-    if len(xz) < 10:
-        return None
-    A = np.column_stack([xz, np.ones(len(xz))])
-    b = -(xz ** 2).sum(axis=1)
-    sol, *_ = np.linalg.lstsq(A, b, rcond=None)
-    c = -sol[:2] / 2
-    r2 = c @ c - sol[2]
-    if not np.isfinite(r2) or r2 <= 0:
-        return None
-    r = math.sqrt(r2)
-    res = np.linalg.norm(xz - c, axis=1) - r
-    return c, r, float(np.sqrt(np.mean(res ** 2)))
-
-
-def _front_outline(xz: np.ndarray, n_samples: int = 64, max_points: int = 250) -> np.ndarray | None:
-    """Points sampled uniformly along the camera-facing part of the footprint's convex hull."""
-    xz = xz[:: max(1, int(np.ceil(len(xz) / max_points)))]
-    try:
-        v = xz[ConvexHull(xz).vertices]  # counter-clockwise
-    except (QhullError, ValueError):
-        return None
-    e = np.roll(v, -1, axis=0) - v
-    normal = np.stack([e[:, 1], -e[:, 0]], axis=1)  # outward for a ccw polygon
-    mid = v + e / 2
-    front = np.einsum("ij,ij->i", normal, mid) < 0  # faces the camera at the origin
-    if front.sum() < 2:
-        return None
-    length = np.linalg.norm(e, axis=1) * front
-    s = np.linspace(0, length.sum(), n_samples, endpoint=False)
-    cum = np.concatenate([[0.0], np.cumsum(length)])
-    k = np.clip(np.searchsorted(cum, s, side="right") - 1, 0, len(v) - 1)
-    t = (s - cum[k]) / np.where(length[k] > 0, length[k], 1.0)
-    return v[k] + t[:, None] * e[k]
+    """Algebraic (Kasa) circle fit of (N, 2) points: (center (2,), radius, rms residual), or
+    None for fewer than 10 points or (nearly) collinear ones."""
+    ok, cx, cz, r, rms = _fit_circle(_as_points(xz))
+    return (np.array([cx, cz]), r, rms) if ok else None
 
 
 def _is_round(xz: np.ndarray, extents: np.ndarray, cfg: LiftConfig):
@@ -139,22 +512,8 @@ def _is_round(xz: np.ndarray, extents: np.ndarray, cfg: LiftConfig):
     Fitting the outline's front part (not all points) is what separates a cylinder (arc)
     from a box seen at a corner (two straight edges) or face-on (one straight edge).
     """
-    outline = _front_outline(xz)
-    if outline is None:
-        return None
-    fc = fit_circle(outline)
-    if fc is None:
-        return None
-    c, r, rms = fc
-    if rms > cfg.round_residual * r or r > 1.2 * max(extents.max(), 1e-6) or r < 0.2 * extents.max():
-        return None
-    rel = outline - c
-    ang = np.arctan2(rel[:, 1], rel[:, 0])
-    lo, hi = quantiles(ang, 2, 98)
-    span = hi - lo
-    if np.linalg.norm(c) <= np.linalg.norm(xz.mean(axis=0)) or span < math.radians(60):
-        return None
-    return c, r
+    ok, cx, cz, r = _round_fit(_as_points(xz), float(np.max(extents)), float(cfg.round_residual))
+    return (np.array([cx, cz]), r) if ok else None
 
 
 def fit_box(xyz_cam: np.ndarray, gravity_cam: np.ndarray, cfg: LiftConfig, *, floor_offset: float | None = None,
@@ -175,7 +534,7 @@ def fit_box(xyz_cam: np.ndarray, gravity_cam: np.ndarray, cfg: LiftConfig, *, fl
             towards the hidden side(s), up to what the prior expects.
     """
     R = gravity_frame(gravity_cam)
-    pg = xyz_cam @ R  # gravity frame: x right, y down, z forward (horizontal)
+    pg = np.asarray(xyz_cam @ R, dtype=np.float64)  # gravity frame: x right, y down, z forward (horizontal)
     t = cfg.trim_pct
     top, bottom = quantiles(pg[:, 1], t, 100 - t)
     if floor_offset is not None:
@@ -186,8 +545,7 @@ def fit_box(xyz_cam: np.ndarray, gravity_cam: np.ndarray, cfg: LiftConfig, *, fl
     height = max(bottom - top, 1e-3)
     # the footprint from the sides only: a top face seen from above fills the rectangle's
     # interior and says nothing about the orientation
-    sides = pg[:, 1] > top + 0.05 * height
-    xz = pg[sides][:, [0, 2]] if sides.sum() >= 10 else pg[:, [0, 2]]
+    xz = _side_points(pg, top + 0.05 * height)
     th, center, ext = footprint_rect(xz, t)
     # a round footprint is at least a shallow arc (extent ratio >= 0.2); thinner ones are faces
     rnd = _is_round(xz, ext, cfg) if ext.min() >= 0.2 * ext.max() else None
