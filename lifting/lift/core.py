@@ -12,22 +12,14 @@ from dataclasses import dataclass
 import numpy as np
 
 from lifting.boxes import clip_box_2d, iou_2d, project_box
-from lifting.camera import unproject_points, validate_K
+from lifting.camera import validate_K
 from lifting.lift.boxseg import segment_boxes
 from lifting.lift.cloud import clean_points
 from lifting.lift.config import LiftConfig
 from lifting.lift.filters import check_box, check_pixels
 from lifting.lift.fit import fit_box, quantiles
 from lifting.lift.gravity import GravityEstimate, estimate_gravity, sample_points
-from lifting.lift.pixels import (
-    adaptive_erode,
-    box_slices,
-    depth_edges,
-    main_components,
-    masked_smooth,
-    relative_noise,
-    valid_depth,
-)
+from lifting.lift.pixels import box_slices, hidden_edges, object_points, valid_and_edges
 from lifting.masks import crop_to_content, decode_segmentation_crop
 from lifting.records import SCHEMA_VERSION, ImageRecord, Object2D
 
@@ -66,96 +58,6 @@ def default_priors() -> _Priors:
 
         _PRIORS = _Priors(SizePriors.load())
     return _PRIORS
-
-
-def _object_pixels(m: np.ndarray, sl, depth: np.ndarray, valid: np.ndarray, edges: np.ndarray,
-                   cfg: LiftConfig):
-    """Clean an object's mask `m`, given on its crop `sl` of the image.
-
-    Returns (pixel mask in crop, fraction of mask pixels with in-range depth, fraction with
-    any measured depth: finite and > 0)."""
-    n_mask = int(m.sum())
-    if n_mask == 0:
-        return None, 0.0, 0.0
-    good = m & valid[sl]
-    valid_frac = float(good.sum()) / n_mask
-    with np.errstate(invalid="ignore"):
-        measured_frac = float((m & np.isfinite(depth[sl]) & (depth[sl] > 0)).sum()) / n_mask
-    good &= ~edges[sl]
-    good = adaptive_erode(good, cfg)
-    if good.any():
-        good = main_components(good, depth[sl], cfg)
-    return good, valid_frac, measured_frac
-
-
-def _step(s: slice) -> int:
-    return s.step or 1
-
-
-def _points(pix: np.ndarray, sl, depth: np.ndarray, K: np.ndarray, cfg: LiftConfig) -> np.ndarray:
-    """(N, 3) camera-frame points of the object pixels `pix` (h, w) of crop `sl`, depth smoothed
-    inside the object (see pixels.masked_smooth) and stride-subsampled to cfg.max_points."""
-    zc = depth[sl]
-    if cfg.smooth_px > 1 and relative_noise(zc, pix) > cfg.smooth_min_noise:
-        zc = masked_smooth(zc, pix, cfg.smooth_px)
-    rows, cols = np.nonzero(pix)
-    zs = zc[rows, cols]
-    if len(rows) > cfg.max_points:  # deterministic stride subsample
-        step = int(np.ceil(len(rows) / cfg.max_points))
-        rows, cols, zs = rows[::step], cols[::step], zs[::step]
-    rows = rows * _step(sl[0]) + sl[0].start
-    cols = cols * _step(sl[1]) + sl[1].start
-    uv = np.stack([cols, rows], axis=1).astype(np.float32)
-    return unproject_points(uv, zs, K).astype(np.float64)
-
-
-def bottom_hidden(pix: np.ndarray, sl, depth: np.ndarray, valid: np.ndarray, gap_px: int = 3,
-                  frac: float = 0.3) -> bool:
-    """Whether an object's lower edge is unobserved: cut by the image's bottom border, or
-    with something nearer just below it in at least `frac` of its columns (occluded).
-
-    Args:
-        pix: (h, w) bool object pixels inside the crop `sl` of the (H, W) depth map.
-    """
-    H = depth.shape[0]
-    cols = np.flatnonzero(pix.any(axis=0))
-    if len(cols) == 0:
-        return False
-    h = pix.shape[0]
-    last = (h - 1 - np.argmax(pix[::-1, cols], axis=0)) * _step(sl[0]) + sl[0].start
-    c = cols * _step(sl[1]) + sl[1].start
-    below = last + gap_px
-    cut = below >= H
-    b = np.minimum(below, H - 1)
-    z_obj = depth[last, c]
-    occl = valid[b, c] & (depth[b, c] < 0.95 * z_obj)
-    return bool((cut | occl).mean() >= frac)
-
-
-def sides_hidden(pix: np.ndarray, sl, depth: np.ndarray, valid: np.ndarray, gap_px: int = 3,
-                 frac: float = 0.3) -> tuple[bool, bool]:
-    """(left, right): whether the object's left / right image edge is unobserved in at least
-    `frac` of its rows: cut by the image border or with something nearer just beside it.
-
-    Args:
-        pix: (h, w) bool object pixels inside the crop `sl` of the (H, W) depth map.
-    """
-    W = depth.shape[1]
-    rows = np.flatnonzero(pix.any(axis=1))
-    if len(rows) == 0:
-        return False, False
-    sub = pix[rows]
-    r = rows * _step(sl[0]) + sl[0].start
-    first = np.argmax(sub, axis=1) * _step(sl[1]) + sl[1].start
-    last = (sub.shape[1] - 1 - np.argmax(sub[:, ::-1], axis=1)) * _step(sl[1]) + sl[1].start
-    out = []
-    for edge, step in ((first, -gap_px), (last, gap_px)):
-        nb = edge + step
-        cut = (nb < 0) | (nb >= W)
-        nbc = np.clip(nb, 0, W - 1)
-        occl = valid[r, nbc] & (depth[r, nbc] < 0.95 * depth[r, edge])
-        out.append(bool((cut | occl).mean() >= frac))
-    return out[0], out[1]
 
 
 def _decode(obj: Object2D, h: int, w: int):
@@ -203,10 +105,9 @@ def lift_image(record: ImageRecord, depth: np.ndarray, K: np.ndarray, *, K_sourc
     if bad_k:
         raise LiftInputError(bad_k, f"K={K.tolist()}")
 
-    valid = valid_depth(depth, cfg)
+    valid, edges = valid_and_edges(depth, cfg)
     if not valid.any():
         raise LiftInputError("depth_all_invalid", "no pixel has valid depth")
-    edges = depth_edges(depth, valid, cfg.depth_edge_rel)
     if gravity is None:
         pts = sample_points(depth, valid, K, n=4000, seed=0)
         gravity = estimate_gravity(pts, np.ones(len(pts), dtype=bool), cfg, record.gravity_cam, seed=0)
@@ -324,18 +225,18 @@ def _lift_object(o: Object2D, mask: tuple, depth, valid, edges, K, g, floor, cfg
     # proportional to the crop; the box fit needs a few thousand points at most)
     step = max(1, int(np.ceil(np.sqrt((y1 - y0) * (x1 - x0) / cfg.max_crop_pixels))))
     sl = (slice(y0, y1, step), slice(x0, x1, step))
-    pix, valid_frac, measured_frac = _object_pixels(win[::step, ::step], sl, depth, valid, edges, cfg)
+    pix, valid_frac, measured_frac, xyz = object_points(win[::step, ::step], depth[sl], valid[sl], edges[sl], y0, x0,
+                                                        step, step, K, cfg)
     reason = check_pixels(pix, valid_frac, measured_frac, cfg)
     if reason:
         return reason
-    xyz = _points(pix, sl, depth, K, cfg)
     pts = clean_points(xyz, cfg)
     entry["quality"]["n_points"] = int(len(pts))
     if cfg.min_points is not None and len(pts) < cfg.min_points:
         return "too_few_points"
     prior, prior_dims = priors.dims(o.category)
-    hidden = bottom_hidden(pix, sl, depth, valid)
-    sides = sides_hidden(pix, sl, depth, valid)
+    hidden, left, right = hidden_edges(pix, y0, x0, step, step, depth, valid)
+    sides = (left, right)
     fit = fit_box(pts, g, cfg, floor_offset=None if floor is None else floor.offset, prior_dims=prior_dims,
                   bottom_hidden=hidden, prior_max_height=None if prior is None else float(prior.max[1]),
                   sides_hidden=sides)
