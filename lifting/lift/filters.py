@@ -26,20 +26,19 @@ def check_pixels(pix: np.ndarray | None, valid_frac: float, measured_frac: float
 
 def check_box(box: Box3D, proj_iou: float, truncation: float, prior, cfg: LiftConfig) -> str | None:
     """After fitting: size (absolute and against the prior), aspect, truncation, self-consistency."""
-    d = box.dimensions
-    if cfg.min_size_m is not None and d.max() < cfg.min_size_m:
+    # plain floats: a handful of comparisons, where numpy's per-call cost dominated
+    w, h, l_ = (float(v) for v in box.dimensions)
+    d_max, d_min = max(w, h, l_), min(w, h, l_)
+    if cfg.min_size_m is not None and d_max < cfg.min_size_m:
         return "implausible_size"
-    if cfg.max_size_m is not None and d.max() > cfg.max_size_m:
+    if cfg.max_size_m is not None and d_max > cfg.max_size_m:
         return "implausible_size"
     if cfg.prior_ratio is not None and prior is not None and getattr(prior, "source", "generic") != "generic":
         r = cfg.prior_ratio
-        horiz = np.sort(d[[0, 2]])[::-1]  # (long, short) like the prior's (w, l)
-        size = np.array([horiz[0], d[1], horiz[1]])
-        lo = np.asarray(prior.min, dtype=np.float64) / r
-        hi = np.asarray(prior.max, dtype=np.float64) * r
-        if np.any(size < lo) or np.any(size > hi):
+        size = (max(w, l_), h, min(w, l_))  # (long, height, short) like the prior's (w, h, l)
+        if any(s < float(lo) / r or s > float(hi) * r for s, lo, hi in zip(size, prior.min, prior.max)):
             return "size_vs_prior"
-    if cfg.max_aspect is not None and d.max() / max(d.min(), 1e-6) > cfg.max_aspect:
+    if cfg.max_aspect is not None and d_max / max(d_min, 1e-6) > cfg.max_aspect:
         return "degenerate_aspect"
     if cfg.max_truncation is not None and truncation > cfg.max_truncation:
         return "truncated"

@@ -583,9 +583,9 @@ def fit_box(xyz_cam: np.ndarray, gravity_cam: np.ndarray, cfg: LiftConfig, *, fl
             across, along = (pl, pw) if d_short + cfg.prior_front_bias < d_long else (pw, pl)
             lo, hi = cfg.prior_scale_clip
             if any(sides_hidden):  # the across extent is cut: scale from the height alone
-                scale = float(np.clip(max(height, 1e-3) / ph, lo, hi))
+                scale = min(max(max(height, 1e-3) / ph, lo), hi)
             else:
-                scale = float(np.clip(math.sqrt(max(height, 1e-3) / ph * max(lx, 1e-3) / across), lo, hi))
+                scale = min(max(math.sqrt(max(height, 1e-3) / ph * max(lx, 1e-3) / across), lo), hi)
             target = along * scale
             if target > lz:
                 final_l = target

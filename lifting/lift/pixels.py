@@ -32,10 +32,10 @@ def box_slices(b, shape: tuple[int, int]) -> tuple[slice, slice] | None:
     """(rows, cols) slices of the pixels a 2D box (x0, y0, x1, y1, pixel edges) covers in an
     image of `shape` (H, W), clipped to it; None when nothing of the box is inside."""
     h, w = shape
-    x0 = int(np.clip(np.floor(b[0]), 0, w))
-    y0 = int(np.clip(np.floor(b[1]), 0, h))
-    x1 = int(np.clip(np.ceil(b[2]), 0, w))
-    y1 = int(np.clip(np.ceil(b[3]), 0, h))
+    x0 = math.floor(min(max(float(b[0]), 0.0), w))  # scalar math: np.clip costs ~10 us a call
+    y0 = math.floor(min(max(float(b[1]), 0.0), h))
+    x1 = math.ceil(min(max(float(b[2]), 0.0), w))
+    y1 = math.ceil(min(max(float(b[3]), 0.0), h))
     if x1 <= x0 or y1 <= y0:
         return None
     return slice(y0, y1), slice(x0, x1)
