@@ -9,9 +9,11 @@ each object keeps its fastest run, for both methods (timeit's rule):
 
   lift_image      lifting.lift.lift_image per image (mask decode, validity/edges, floor
                   search, back-projection, cleaning, fitting, filters) / objects in it;
-  per_object      the per-object part alone (lifting.lift.core._lift_object: pixel
-                  cleaning, back-projection, cleaning, fitting, filters), image-level work
-                  done once outside the timer;
+  per_object      the per-object part alone (mask decode + lifting.lift.core._lift_object:
+                  pixel cleaning, back-projection, cleaning, fitting, filters), the
+                  image-level work (validity and depth edges of the whole image, floor
+                  search) done once outside the timer -- the like-for-like comparison with
+                  the baseline, which has no image-level stage;
   baseline        bench/baseline_spatialrgpt.py: back-projection + Open3D statistical
                   outlier removal + voxel + DBSCAN largest cluster + axis-aligned box.
 
@@ -118,7 +120,8 @@ def per_object_times(scene, rec, config=None) -> list[tuple[str, float]]:
     names = list(inspect.signature(_lift_object).parameters)  # the lead is tuning this signature
     out = []
     for o in rec.objects:
-        m, _ = _decode(o, H, W)
+        m, dt_decode = cpu(_decode, o, H, W)  # the baseline's timer includes its mask decode too
+        m = m[0]
         if m is None:
             continue
         known = {"o": o, "mask": m, "depth": depth, "valid": valid, "edges": edges, "K": K, "g": grav.gravity_cam,
@@ -126,7 +129,7 @@ def per_object_times(scene, rec, config=None) -> list[tuple[str, float]]:
         if any(n not in known for n in names):
             raise TypeError(f"_lift_object{tuple(names)}: unknown parameters, update bench_lift_core")
         _, dt = cpu(_lift_object, *[known[n] for n in names])
-        out.append((o.object_id, dt))
+        out.append((o.object_id, dt_decode + dt))
     return out
 
 
@@ -256,7 +259,8 @@ def main() -> int:
             result["baseline_error"] = f"open3d unavailable: {e}"
     result["targets"] = {
         "per_object_le_3ms_median": result["lift_image_ms_per_object_median"] <= 3.0,
-        "ge_50x_faster_than_baseline": (result.get("speedup_vs_baseline_lift_image") or 0) >= 50,
+        "ge_50x_faster_than_baseline_per_object": (result.get("speedup_vs_baseline_per_object") or 0) >= 50,
+        "ge_50x_faster_than_baseline_lift_image": (result.get("speedup_vs_baseline_lift_image") or 0) >= 50,
         "iou_equal_or_better": (result.get("ours_mean_iou_paired") or 0) >= (result.get("baseline_mean_iou_paired")
                                                                             or 1),
     }

@@ -22,7 +22,9 @@ images/s on one core and with 1 and 2 worker processes (wall clock).
 Before/after (same run): the stages this issue optimised (QA generation, string-RLE mask
 validate + decode, 3D IoU of gravity-aligned pairs, Bbox text formatting) timed in two child
 processes, one importing the current tree and one a copy of the code at `--before-rev`
-(`git archive`, read-only); figures are ratios before / after.
+(`git archive`, read-only); figures are ratios before / after. The lifting core
+(lift_image per object on synthetic scenes) is compared the same way against
+`--lift-before-rev` (the numpy core, before its numba kernels).
 
     .venv/bin/python bench/bench_stages.py [--quick] [--before-rev 86d8b7d]
 Writes bench/results/bench_stages.json.
@@ -53,6 +55,8 @@ sys.path.insert(0, str(ROOT / "tests"))
 RESULTS = ROOT / "bench" / "results"
 DATA = ROOT.parent / "shared" / "data"
 BEFORE_REV = "86d8b7d"  # the tree before issue 10's optimisations
+LIFT_BEFORE_REV = "b77496b"  # the numpy lifting core, before the compiled (numba) kernels
+BENCH = ROOT / "bench"
 
 
 def pin_one_core() -> None:
@@ -363,9 +367,36 @@ print(json.dumps(out))
 """
 
 
-def before_after(rev: str, tmp: Path, n_qa: int) -> dict:
-    """Micro figures of the optimised stages for the current tree and for `rev`, same run."""
-    before = tmp / "before"
+_MICRO_LIFT = r"""
+import os, sys, json, time
+for v in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS"):
+    os.environ[v] = "1"
+sys.path.insert(0, {code!r})
+try:
+    os.sched_setaffinity(0, {{sorted(os.sched_getaffinity(0))[0]}})
+except (AttributeError, OSError):
+    pass
+import lifting
+from lifting.lift import lift_image
+sys.path.append({bench!r})
+from bench_lift_core import make_scenes  # after `import lifting`: the tree under test stays the one imported
+assert lifting.__file__.startswith({code!r}), lifting.__file__
+scenes = make_scenes({n_scenes})
+n = sum(len(r.objects) for _, r in scenes)
+def run():
+    for sc, rec in scenes:
+        lift_image(rec, sc.depth_noisy, sc.K, K_source="dataset", depth_source="sensor")
+best = float("inf")
+for _ in range(4):  # the first run pays any JIT compile or cache load; the best of the rest counts
+    t = time.process_time(); run(); best = min(best, time.process_time() - t)
+print(json.dumps({{"lift_image_ms_per_object": 1e3 * best / n}}))
+"""
+
+
+def before_after(rev: str, tmp: Path, n_qa: int, micro: str = _MICRO, n_scenes: int = 12) -> dict:
+    """Micro figures of the optimised stages (`micro`, a script printing one JSON line) for
+    the current tree and for `rev`, same run, each twice, interleaved."""
+    before = tmp / f"before_{rev}"
     before.mkdir(exist_ok=True)
     try:
         arch = subprocess.run(["git", "-C", str(ROOT), "archive", rev, "lifting", "qa_templates"],
@@ -376,7 +407,7 @@ def before_after(rev: str, tmp: Path, n_qa: int) -> dict:
     res: dict = {"before_rev": rev}
     runs = {}
     for label, code in (("before", before), ("after", ROOT), ("before_2", before), ("after_2", ROOT)):
-        src = _MICRO.format(code=str(code), tests=str(ROOT / "tests"), n_qa=n_qa)
+        src = micro.format(code=str(code), tests=str(ROOT / "tests"), bench=str(BENCH), n_qa=n_qa, n_scenes=n_scenes)
         p = subprocess.run([sys.executable, "-c", src], capture_output=True, text=True, timeout=600,
                            cwd=str(tmp))
         if p.returncode != 0:
@@ -385,7 +416,7 @@ def before_after(rev: str, tmp: Path, n_qa: int) -> dict:
     for k in runs["after"]:
         b = [runs["before"][k], runs["before_2"][k]]
         a = [runs["after"][k], runs["after_2"][k]]
-        better_high = k.endswith("per_s")
+        better_high = k.endswith("per_s")  # else a time: lower is better
         bb, ab = (max(b), max(a)) if better_high else (min(b), min(a))
         res[k] = {"before": bb, "after": ab, "speedup": (ab / bb) if better_high else (bb / ab)}
     return res
@@ -397,6 +428,7 @@ def main() -> int:
     ap.add_argument("--scenes", type=int, default=16)
     ap.add_argument("--coco-images", type=int, default=40)
     ap.add_argument("--before-rev", default=BEFORE_REV)
+    ap.add_argument("--lift-before-rev", default=LIFT_BEFORE_REV)
     args = ap.parse_args()
     n_scenes = 6 if args.quick else args.scenes
     pin_one_core()
@@ -417,6 +449,10 @@ def main() -> int:
             result["coco_mini"] = {"skipped": f"{DATA / 'coco-mini'} not found"}
         result["before_after"] = before_after(args.before_rev, tmp, 150 if args.quick else 400)
         print("before/after", json.dumps(result["before_after"]), flush=True)
+        # the lifting core before this session's compiled kernels (issue 3/10) vs now
+        result["before_after_lift"] = before_after(args.lift_before_rev, tmp, 0, micro=_MICRO_LIFT,
+                                                   n_scenes=4 if args.quick else 12)
+        print("before/after lift", json.dumps(result["before_after_lift"]), flush=True)
     s = result["synthetic_640x480"]
     result["targets"] = {
         "end_to_end_ge_25_images_per_s_per_core": s["end_to_end"]["images_per_s_per_core_cpu"] >= 25,
