@@ -270,13 +270,6 @@ def test_reference_dense_and_sparse_branches_agree_with_the_kernel():
     assert np.array_equal(cloud.main_cluster(xyz, 0.08), dense)
 
 
-def test_pairwise_sum_is_numpys():
-    rng = np.random.default_rng(8)
-    for n in [0, 1, 7, 8, 9, 127, 128, 129, 255, 256, 257, 1000, 3001, 8192, 20000]:
-        a = rng.normal(size=n) * 10.0 ** rng.uniform(-3, 3, size=n)
-        assert cloud._pairwise_sum(a) == np.sum(a)
-
-
 # ---------------------------------------------------------------- object clouds of synthetic scenes
 
 

@@ -293,14 +293,6 @@ def test_quantiles_at_fixed_percentiles_and_sorted_inputs():
         fit.quantiles(np.zeros(0), 10, 90)
 
 
-def test_pairwise_sum_is_numpys():
-    rng = np.random.default_rng(1)
-    for n in range(1, 600):
-        x = rng.exponential(size=n) * 10 ** rng.uniform(-3, 3, size=n)
-        assert fit._pairwise_sum(x, 0, n) == x.sum()
-        assert fit._pairwise_sum(np.concatenate([[5.0], x]), 1, n) == x.sum()
-
-
 @given(footprints(), st.sampled_from([0.0, 0.5, 2.0]), st.sampled_from([200, 50]))
 @SETTINGS
 def test_footprint_rect_matches_reference(fp, trim_pct, max_points):

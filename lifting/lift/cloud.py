@@ -30,6 +30,7 @@ import numpy as np
 from scipy.spatial import cKDTree
 
 from lifting.lift.config import LiftConfig
+from lifting.lift.kernels import pairwise_sum, select
 
 #: Fibonacci hashing multiplier (2**64 / golden ratio) for the cube-key hash table.
 _HASH_MUL = np.uint64(0x9E3779B97F4A7C15)
@@ -43,102 +44,14 @@ def _as_points(xyz) -> tuple[np.ndarray, bool]:
 
 
 @numba.njit(cache=True, nogil=True)
-def _block_sum(a, lo, n):
-    """Sum of a[lo:lo + n], n <= 128, in numpy's order (8 accumulators)."""
-    if n < 8:
-        res = 0.0
-        for i in range(lo, lo + n):
-            res += a[i]
-        return res
-    r0, r1, r2, r3 = a[lo], a[lo + 1], a[lo + 2], a[lo + 3]
-    r4, r5, r6, r7 = a[lo + 4], a[lo + 5], a[lo + 6], a[lo + 7]
-    i = 8
-    while i < n - n % 8:
-        j = lo + i
-        r0 += a[j]
-        r1 += a[j + 1]
-        r2 += a[j + 2]
-        r3 += a[j + 3]
-        r4 += a[j + 4]
-        r5 += a[j + 5]
-        r6 += a[j + 6]
-        r7 += a[j + 7]
-        i += 8
-    res = ((r0 + r1) + (r2 + r3)) + ((r4 + r5) + (r6 + r7))
-    while i < n:
-        res += a[lo + i]
-        i += 1
-    return res
-
-
-@numba.njit(cache=True, nogil=True)
-def _pairwise_sum(a):  # numba: numpy's own summation order, so float64 sums match bit for bit
-    """Sum of the (N,) float64 `a` as np.sum computes it: blocks of <= 128 (see `_block_sum`),
-    larger ranges split in two at a multiple of 8 and the halves added. An explicit stack
-    instead of recursion (numba's cache mishandles recursive functions)."""
-    los = np.empty(256, dtype=np.int64)
-    ns = np.empty(256, dtype=np.int64)
-    done = np.empty(256, dtype=np.bool_)
-    vals = np.empty(256, dtype=np.float64)
-    los[0], ns[0], done[0] = 0, len(a), False
-    sp, nv = 1, 0
-    while sp > 0:
-        sp -= 1
-        lo, n = los[sp], ns[sp]
-        if n <= 128:
-            vals[nv] = _block_sum(a, lo, n)
-            nv += 1
-        elif done[sp]:
-            nv -= 1
-            vals[nv - 1] += vals[nv]  # left half + right half
-        else:
-            n2 = n // 2
-            n2 -= n2 % 8
-            done[sp] = True
-            los[sp + 1], ns[sp + 1], done[sp + 1] = lo + n2, n - n2, False
-            los[sp + 2], ns[sp + 2], done[sp + 2] = lo, n2, False
-            sp += 3
-    return vals[0]
-
-
-@numba.njit(cache=True, nogil=True)
-def _select(v, k):
-    """k-th smallest of the (N,) `v`, reordered in place so that v[:k] <= v[k] <= v[k + 1:]
-    (quickselect with a three-way partition: quantised depths repeat a lot). Hand-written:
-    numba's np.partition alone took over 10 s to compile."""
-    lo, hi = 0, len(v) - 1
-    while lo < hi:
-        a, b, c = v[lo], v[(lo + hi) // 2], v[hi]
-        pivot = max(min(a, b), min(max(a, b), c))  # median of three
-        lt, i, gt = lo, lo, hi
-        while i <= gt:
-            x = v[i]
-            if x < pivot:
-                v[i], v[lt] = v[lt], x
-                lt += 1
-                i += 1
-            elif x > pivot:
-                v[i], v[gt] = v[gt], x
-                gt -= 1
-            else:
-                i += 1
-        if k < lt:
-            hi = lt - 1
-        elif k > gt:
-            lo = gt + 1
-        else:
-            return v[k]
-    return v[k]
-
-
-@numba.njit(cache=True, nogil=True)
 def _median_z(xyz, single):  # numba: per-call numpy overhead dominated the small clouds
     """Median of the (N,) column xyz[:, 2] as np.median computes it (N >= 1); `single`:
     the mean of the two middle values rounded to float32 as numpy's float32 mean does."""
     n = xyz.shape[0]
     half = n // 2
     v = xyz[:, 2].copy()
-    b = _select(v, half)
+    select(v, 0, n - 1, half)  # v[:half] <= v[half]
+    b = v[half]
     if n % 2 == 1:
         return b
     a = v[0]
@@ -289,7 +202,7 @@ def _grid_inliers(xyz, cell, std_ratio, single):  # numba: per-call numpy overhe
     for i in range(n):
         d = np.float64(hood[inv[i]]) - mean
         sq[i] = d * d
-    thr = mean - std_ratio * np.sqrt(_pairwise_sum(sq) / n)
+    thr = mean - std_ratio * np.sqrt(pairwise_sum(sq, 0, len(sq)) / n)
     for i in range(n):
         keep[i] = np.float64(hood[inv[i]]) >= thr
     return keep

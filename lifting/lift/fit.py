@@ -13,7 +13,7 @@ In the gravity frame (y down along gravity, z the camera's horizontal forward):
 The footprint geometry (order statistics, orientation sweep, convex hull, circle fit) runs
 in numba kernels (`_name`, compiled on first use and cached on disk). The order statistics,
 the sweep and the extents repeat the numpy expressions they replaced operation by operation,
-summation order included (`_pairwise_sum` is numpy's), and give the same bits; the outline
+summation order included (`kernels.pairwise_sum` is numpy's), and give the same bits; the outline
 of the round test starts at the camera-facing chain of the hull rather than at qhull's
 arbitrary first vertex, and its circle comes from 3x3 normal equations rather than lstsq
 (equal to rounding). The numpy/scipy references are in tests/test_lift_fit_kernels.py.
@@ -28,6 +28,7 @@ from numba import njit
 
 from lifting.boxes import Box3D, gravity_frame, wrap_angle
 from lifting.lift.config import LiftConfig
+from lifting.lift.kernels import pairwise_sum, select
 
 
 @dataclass(frozen=True)
@@ -51,37 +52,6 @@ _DEG = math.pi / 180.0  # np.radians(x) is x * _DEG
 
 
 @njit(**_JIT)
-def _select(a, lo, hi, k):
-    """Reorder a[lo:hi + 1] in place so that a[k] is its order statistic (Hoare's FIND):
-    a[lo:k] <= a[k] <= a[k + 1:hi + 1]. Median-of-three pivots; repeated values split evenly."""
-    while lo < hi:
-        mid = (lo + hi) // 2
-        if a[mid] < a[lo]:
-            a[mid], a[lo] = a[lo], a[mid]
-        if a[hi] < a[lo]:
-            a[hi], a[lo] = a[lo], a[hi]
-        if a[hi] < a[mid]:
-            a[hi], a[mid] = a[mid], a[hi]
-        pivot = a[mid]
-        i, j = lo, hi
-        while i <= j:
-            while a[i] < pivot:
-                i += 1
-            while pivot < a[j]:
-                j -= 1
-            if i <= j:
-                a[i], a[j] = a[j], a[i]
-                i += 1
-                j -= 1
-        if k <= j:
-            hi = j
-        elif k >= i:
-            lo = i
-        else:
-            return
-
-
-@njit(**_JIT)
 def _rank(pct, n):
     """Nearest-rank index of the `pct` percentile among n values (round half to even, as round())."""
     return min(n - 1, max(0, round(pct / 100.0 * (n - 1))))
@@ -93,67 +63,11 @@ def _order_stats(a, lo_pct, hi_pct):
     n = a.size
     i, j = _rank(lo_pct, n), _rank(hi_pct, n)
     k1, k2 = min(i, j), max(i, j)
-    _select(a, 0, n - 1, k2)
+    select(a, 0, n - 1, k2)
     v2 = a[k2]
-    _select(a, 0, k2, k1)  # the k1-th smallest lies among the k2 + 1 smallest
+    select(a, 0, k2, k1)  # the k1-th smallest lies among the k2 + 1 smallest
     v1 = a[k1]
     return (v1, v2) if i <= j else (v2, v1)
-
-
-@njit(**_JIT)
-def _block_sum(a, lo, n):
-    """Sum of a[lo:lo + n], n <= 128, as numpy's pairwise sum adds a block (8 accumulators)."""
-    if n < 8:
-        res = -0.0
-        for i in range(lo, lo + n):
-            res += a[i]
-        return res
-    r0, r1, r2, r3 = a[lo], a[lo + 1], a[lo + 2], a[lo + 3]
-    r4, r5, r6, r7 = a[lo + 4], a[lo + 5], a[lo + 6], a[lo + 7]
-    i = 8
-    while i < n - n % 8:
-        r0 += a[lo + i]
-        r1 += a[lo + i + 1]
-        r2 += a[lo + i + 2]
-        r3 += a[lo + i + 3]
-        r4 += a[lo + i + 4]
-        r5 += a[lo + i + 5]
-        r6 += a[lo + i + 6]
-        r7 += a[lo + i + 7]
-        i += 8
-    res = ((r0 + r1) + (r2 + r3)) + ((r4 + r5) + (r6 + r7))
-    while i < n:
-        res += a[lo + i]
-        i += 1
-    return res
-
-
-@njit(**_JIT)
-def _pairwise_sum(a, lo, n):
-    """Sum of a[lo:lo + n] in numpy's order, so that it equals numpy's `.sum()` to the last bit:
-    blocks of <= 128 (`_block_sum`), halved at multiples of 8 and added pairwise. The
-    recursion runs on an explicit stack (numba's on-disk cache cannot hold recursive functions)."""
-    if n <= 128:
-        return _block_sum(a, lo, n)
-    # frames of the halving: start, length, left half summed yet, its sum
-    f_lo, f_n = np.empty(64, np.int64), np.empty(64, np.int64)
-    f_done, f_left = np.zeros(64, np.bool_), np.empty(64)
-    f_lo[0], f_n[0], top = lo, n, 0
-    while True:
-        half = f_n[top] // 2
-        half -= half % 8
-        c_lo, c_n = (f_lo[top] + half, f_n[top] - half) if f_done[top] else (f_lo[top], half)
-        if c_n > 128:
-            top += 1
-            f_lo[top], f_n[top], f_done[top] = c_lo, c_n, False
-            continue
-        v = _block_sum(a, c_lo, c_n)
-        while f_done[top]:  # a right half: complete its frame, and so on upwards
-            v = f_left[top] + v
-            top -= 1
-            if top < 0:
-                return v
-        f_left[top], f_done[top] = v, True
 
 
 @njit(**_JIT)
@@ -161,11 +75,11 @@ def _median(a):
     """Median of (N,) `a` as np.median (mean of the two middle values for even N); reorders `a`."""
     n = a.size
     h = n // 2
-    _select(a, 0, n - 1, h)
+    select(a, 0, n - 1, h)
     if n % 2:
         return a[h]
     hi = a[h]
-    _select(a, 0, h, h - 1)
+    select(a, 0, h, h - 1)
     return (a[h - 1] + hi) / 2
 
 
@@ -190,7 +104,7 @@ def _best_angle(px, pz, base, offsets_deg, d0):
             da = min(abs(pa[i] - lo_a), abs(hi_a - pa[i]))
             db = min(abs(pb[i] - lo_b), abs(hi_b - pb[i]))
             terms[i] = 1.0 / max(min(da, db), d0)
-        v = _pairwise_sum(terms, 0, n)
+        v = pairwise_sum(terms, 0, n)
         if v > best:
             best, best_k = v, k
     return best_k
@@ -318,7 +232,7 @@ def _front_outline(xz, n_samples, max_points):
     cum[0] = 0.0
     for k in range(m):
         cum[k + 1] = cum[k] + length[k]
-    step = _pairwise_sum(length, 0, m) / n_samples
+    step = pairwise_sum(length, 0, m) / n_samples
     out = np.empty((n_samples, 2))
     k = 0
     for i in range(n_samples):
@@ -422,7 +336,7 @@ def _fit_circle(p):
     res2 = np.empty(n)
     for i in range(n):
         res2[i] = (math.sqrt((p[i, 0] - cx) ** 2 + (p[i, 1] - cz) ** 2) - r) ** 2
-    return True, cx, cz, r, math.sqrt(_pairwise_sum(res2, 0, n) / n)
+    return True, cx, cz, r, math.sqrt(pairwise_sum(res2, 0, n) / n)
 
 
 @njit(**_JIT)
