@@ -34,6 +34,7 @@ SUITE: dict[str, tuple[list[str], int]] = {
     "bench_pipeline": (["--images", "96", "--unique", "8", "--per-shard", "24"], 240),
     "bench_index": (["--annotations", "100000", "--images", "15000"], 150),
     "bench_eval_viz": (["--images", "400"], 120),
+    "bench_eval_baseline": (["--scenes", "12"], 150),
     "bench_llm": (["--n", "600"], 120),
     "bench_depth_gpu": ([], 300),
 }
