@@ -315,7 +315,8 @@ def _jsonable_id(v):
 
 def is_number(v: Any) -> bool:
     """A real number that is not a bool."""
-    return isinstance(v, Real) and not isinstance(v, bool)
+    t = type(v)  # the common types first: the ABC check costs ~1 us a call, per coordinate
+    return t is float or t is int or (isinstance(v, Real) and t is not bool)
 
 
 def positive_int(v: Any) -> int | None:
