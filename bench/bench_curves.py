@@ -148,7 +148,7 @@ def curve_size(quick: bool) -> dict:
         rec, depth, K = sized_record(sc, size, f"size_{size[0]}")
         mp.append(size[0] * size[1] / 1e6)
         nobj.append(len(rec.objects))
-        t.append(best_cpu(lambda: lift_image(rec, depth, K, K_source="dataset", depth_source="sensor"), 1))
+        t.append(best_cpu(lambda: lift_image(rec, depth, K, K_source="dataset", depth_source="sensor"), 3))
     return {"megapixels": mp, "objects": nobj, "s_per_image": t, "loglog_exponent": loglog_exponent(mp, t),
             "ratio_time_per_mp_largest_vs_smallest": (t[-1] / mp[-1]) / (t[0] / mp[0])}
 
