@@ -242,3 +242,42 @@ def test_config_rejects_unknown_options():
     with pytest.raises(ValueError, match="no_such_option"):
         LiftConfig.from_dict({"no_such_option": 1})
     assert LiftConfig.from_dict({"min_points": 5}).min_points == 5
+
+
+def _lift_with_segmenter_mask(scene, ob, mask):
+    h, w = scene.depth.shape
+    obj = _obj(ob, scene, segmentation=None)
+    rec = ImageRecord(key="k", source="synthetic", image_id=0, image_path="x.jpg", width=w, height=h,
+                      gravity_cam=scene.gravity_cam.tolist(), objects=[obj])
+    out = lift_image(rec, scene.depth, scene.K, K_source="dataset", depth_source="sensor", masks={"o": mask})
+    assert sum(out["stats"].values()) == 1  # accounted for, whatever happens
+    return out["objects"][0]
+
+
+def test_segmenter_mask_is_used_and_gives_the_annotation_result():
+    # a segmenter's full-image mask goes through the same crop path as a decoded annotation
+    scene, ob = _base()
+    e = _lift_with_segmenter_mask(scene, ob, scene.mask(ob.instance_id))
+    ref = _lift_one(scene, _obj(ob, scene))
+    assert e["status"] == "kept" and e["mask_source"] == "segmenter"
+    assert e["box3d"] == ref["box3d"] and e["quality"] == ref["quality"]
+
+
+@pytest.mark.parametrize("mask,reason", [("wrong_shape", "mask_invalid"), ("empty", "mask_empty")])
+def test_unusable_segmenter_mask_rejects_the_object_not_the_image(mask, reason):
+    scene, ob = _base()
+    h, w = scene.depth.shape
+    m = np.ones((h // 2, w), dtype=bool) if mask == "wrong_shape" else np.zeros((h, w), dtype=bool)
+    e = _lift_with_segmenter_mask(scene, ob, m)
+    assert e["status"] == "rejected" and e["reason"] == reason
+
+
+def test_mask_reaching_beyond_a_loose_2d_box_is_kept_whole():
+    # the crop window is the union of the 2D box and the mask: a box cut short on the
+    # right must not cut the object's points (the fit still sees the whole mask)
+    scene, ob = _base()
+    x0, y0, x1, y1 = ob.bbox_xyxy
+    full = _lift_one(scene, _obj(ob, scene), min_proj_iou=None)
+    short = _lift_one(scene, _obj(ob, scene, bbox_xyxy=[x0, y0, x0 + 0.6 * (x1 - x0), y1]), min_proj_iou=None)
+    assert short["quality"]["n_points"] == full["quality"]["n_points"]
+    assert iou_3d(Box3D.from_omni3d(short["box3d"]), Box3D.from_omni3d(full["box3d"])) > 0.9
