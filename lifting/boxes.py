@@ -81,7 +81,8 @@ def gravity_frame(gravity_cam) -> np.ndarray:
     g = np.asarray(gravity_cam, dtype=np.float64).ravel()
     if g.size != 3:
         raise ValueError(f"gravity_cam must be a 3-vector, got {gravity_cam}")
-    return _gravity_frame(float(g[0]), float(g[1]), float(g[2])).copy()
+    # + 0.0 turns -0.0 into 0.0: the cache treats them as one key, so the result must not differ
+    return _gravity_frame(float(g[0]) + 0.0, float(g[1]) + 0.0, float(g[2]) + 0.0).copy()
 
 
 @functools.lru_cache(maxsize=256)

@@ -328,3 +328,11 @@ def test_iou_2d_and_conversions():
     assert iou_2d((0, 0, 0, 0), (0, 0, 0, 0)) == 0.0
     for b in itertools.product([0.5, 3.0], [1.0, 7.5], [2.0, 4.0], [1.0, 0.25]):
         assert xyxy_to_xywh(xywh_to_xyxy(b)) == pytest.approx(b)
+
+
+def test_gravity_frame_does_not_depend_on_the_sign_of_zero_asked_before():
+    from lifting.boxes import gravity_frame
+
+    a = gravity_frame([0.0, 1.0, -0.0])
+    b = gravity_frame([0.0, 1.0, 0.0])
+    assert np.array_equal(np.signbit(a), np.signbit(b)) and np.array_equal(a, b)

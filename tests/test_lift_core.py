@@ -269,7 +269,7 @@ def test_unusable_segmenter_mask_rejects_the_object_not_the_image(mask, reason):
     h, w = scene.depth.shape
     m = np.ones((h // 2, w), dtype=bool) if mask == "wrong_shape" else np.zeros((h, w), dtype=bool)
     e = _lift_with_segmenter_mask(scene, ob, m)
-    assert e["status"] == "rejected" and e["reason"] == reason
+    assert e["status"] == "rejected" and e["reason"] == reason and e["mask_source"] == "segmenter"
 
 
 def test_mask_reaching_beyond_a_loose_2d_box_is_kept_whole():
@@ -281,3 +281,13 @@ def test_mask_reaching_beyond_a_loose_2d_box_is_kept_whole():
     short = _lift_one(scene, _obj(ob, scene, bbox_xyxy=[x0, y0, x0 + 0.6 * (x1 - x0), y1]), min_proj_iou=None)
     assert short["quality"]["n_points"] == full["quality"]["n_points"]
     assert iou_3d(Box3D.from_omni3d(short["box3d"]), Box3D.from_omni3d(full["box3d"])) > 0.9
+
+
+@pytest.mark.parametrize("dims", [[float("nan"), 1.0, 1.0], [1.0, float("inf"), 1.0], [float("nan")] * 3])
+def test_non_finite_box_is_implausible_whatever_the_prior(dims):
+    from lifting.lift.filters import check_box
+    from lifting.priors import SizePriors
+
+    box = Box3D.from_gravity([0.0, 0.0, 3.0], dims, 0.0)
+    for prior in (None, SizePriors.load().get("chair")):
+        assert check_box(box, 1.0, 0.0, prior, LiftConfig()) == "implausible_size"

@@ -129,13 +129,13 @@ def lift_image(record: ImageRecord, depth: np.ndarray, K: np.ndarray, *, K_sourc
             pre_reject[o.object_id] = "bbox_outside_image"
             continue
         if masks and o.object_id in masks:
+            mask_source[o.object_id] = "segmenter"
             m = np.asarray(masks[o.object_id], dtype=bool)
             crop = crop_to_content(m) if m.shape == (H, W) else None
             if crop is None:
                 pre_reject[o.object_id] = "mask_empty" if m.shape == (H, W) else "mask_invalid"
                 continue
             obj_masks[o.object_id] = crop
-            mask_source[o.object_id] = "segmenter"
         elif o.segmentation is not None:
             m, why = _decode(o, H, W)
             if m is None:

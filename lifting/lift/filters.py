@@ -2,6 +2,8 @@
 from `lifting.lift.config.REASONS` or None (keep). Thresholds live in `LiftConfig`."""
 from __future__ import annotations
 
+import math
+
 import numpy as np
 
 from lifting.boxes import Box3D
@@ -28,6 +30,8 @@ def check_box(box: Box3D, proj_iou: float, truncation: float, prior, cfg: LiftCo
     """After fitting: size (absolute and against the prior), aspect, truncation, self-consistency."""
     # plain floats: a handful of comparisons, where numpy's per-call cost dominated
     w, h, l_ = (float(v) for v in box.dimensions)
+    if not all(map(math.isfinite, (w, h, l_))):
+        return "implausible_size"
     d_max, d_min = max(w, h, l_), min(w, h, l_)
     if cfg.min_size_m is not None and d_max < cfg.min_size_m:
         return "implausible_size"

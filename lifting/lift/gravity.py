@@ -147,14 +147,14 @@ def sample_points(depth: np.ndarray, valid: np.ndarray, K: np.ndarray, n: int = 
     rng = np.random.default_rng(seed)
     flat = valid.ravel()
     n_valid = int(np.count_nonzero(flat))
-    if n_valid <= 2 * n:
+    draw = int(1.3 * n * flat.size / max(n_valid, 1)) + 64
+    if n_valid <= 2 * n or draw > flat.size // 8:  # few valid pixels: index them all
         idx = np.flatnonzero(flat)
         if len(idx) > n:
             idx = np.sort(rng.choice(idx, n, replace=False))
     else:
         # distinct random pixels, the valid ones kept: O(n) however large the image (an index
         # of every valid pixel cost a memory-bound pass over the whole image)
-        draw = min(flat.size, int(1.3 * n * flat.size / n_valid) + 64)
         idx = rng.choice(flat.size, draw, replace=False)
         idx = np.sort(idx[flat[idx]][:n])
     v, u = np.divmod(idx, depth.shape[1])
