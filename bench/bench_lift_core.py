@@ -104,15 +104,14 @@ def per_object_times(scene, rec, config=None) -> list[tuple[str, float]]:
     from lifting.lift.config import LiftConfig
     from lifting.lift.core import _decode, _lift_object, default_priors
     from lifting.lift.gravity import estimate_gravity
-    from lifting.lift.pixels import depth_edges, valid_depth
+    from lifting.lift.pixels import valid_and_edges
     from lifting.camera import backproject
 
     cfg = config or LiftConfig()
     depth = scene.depth_noisy.astype(np.float32)
     H, W = depth.shape
     K = np.asarray(scene.K, dtype=np.float64)
-    valid = valid_depth(depth, cfg)
-    edges = depth_edges(depth, valid, cfg.depth_edge_rel)
+    valid, edges = valid_and_edges(depth, cfg)  # as lift_image does
     grav = estimate_gravity(backproject(np.where(valid, depth, 0), K), valid, cfg, rec.gravity_cam, seed=0)
     priors = default_priors()
     import inspect

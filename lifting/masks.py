@@ -247,6 +247,16 @@ def validate_segmentation(seg: Any, height: int, width: int, check_area: bool = 
     return None
 
 
+def _require_valid(seg: Any, height: int, width: int) -> None:
+    """Raise ValueError(reason) unless `seg` is a mask that may be decoded (validated without
+    the area check, so malformed RLE never reaches pycocotools' unchecked C decoder)."""
+    reason = validate_segmentation(seg, height, width, check_area=False)
+    if reason is not None:
+        raise ValueError(reason)
+    if seg is None:
+        raise ValueError("mask_missing")
+
+
 def decode_segmentation(seg: Any, height: int, width: int) -> np.ndarray:
     """Decode a COCO segmentation into an (H, W) bool mask of the stored image.
 
@@ -255,11 +265,7 @@ def decode_segmentation(seg: Any, height: int, width: int) -> np.ndarray:
     """
     from pycocotools import mask as mask_utils
 
-    reason = validate_segmentation(seg, height, width, check_area=False)
-    if reason is not None:
-        raise ValueError(reason)
-    if seg is None:
-        raise ValueError("mask_missing")
+    _require_valid(seg, height, width)
     with warnings.catch_warnings():
         # pycocotools' Cython decoder trips numpy 2's copy-keyword deprecation; harmless.
         warnings.simplefilter("ignore", DeprecationWarning)
@@ -322,11 +328,7 @@ def decode_segmentation_crop(seg: Any, height: int, width: int) -> tuple[np.ndar
 
     Raises ValueError(reason) like `decode_segmentation`.
     """
-    reason = validate_segmentation(seg, height, width, check_area=False)
-    if reason is not None:
-        raise ValueError(reason)
-    if seg is None:
-        raise ValueError("mask_missing")
+    _require_valid(seg, height, width)
     if isinstance(seg, list):  # pycocotools' exact rasterisation into RLE: O(perimeter), no image
         seg = _to_rle(seg, height, width)
     counts = seg["counts"]

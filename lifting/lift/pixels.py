@@ -457,19 +457,11 @@ def _crop(a, dtype) -> np.ndarray:
     return np.ascontiguousarray(a, dtype=dtype)
 
 
-_LAST_PARAMS: tuple = (None, None)
-
-
 def _params(cfg: LiftConfig) -> np.ndarray:
     """cfg's thresholds for `_object_points` as one float64 array (one argument to type
-    instead of seven; rebuilt only when the config object changes)."""
-    global _LAST_PARAMS
-    last_cfg, params = _LAST_PARAMS
-    if last_cfg is not cfg:
-        params = np.array([cfg.erode_frac, cfg.erode_max_px, cfg.erode_keep_frac, cfg.component_merge_rel,
-                           cfg.smooth_px, cfg.smooth_min_noise, cfg.max_points], dtype=np.float64)
-        _LAST_PARAMS = (cfg, params)
-    return params
+    instead of seven)."""
+    return np.array([cfg.erode_frac, cfg.erode_max_px, cfg.erode_keep_frac, cfg.component_merge_rel,
+                     cfg.smooth_px, cfg.smooth_min_noise, cfg.max_points], dtype=np.float64)
 
 
 def object_points(mask: np.ndarray, depth: np.ndarray, valid: np.ndarray, edges: np.ndarray, row0: int, col0: int,
