@@ -183,6 +183,46 @@ def load_gt(path: str | Path, gt_filter: str = "all") -> GTSet:
         return parse_gt(json.load(f), gt_filter)
 
 
+def gt_from_records(records: Iterable, gt_filter: str = "all") -> GTSet:
+    """GTSet from image records whose objects carry `gt_box3d` (the real 3D dataset readers
+    of lifting.sources: kitti, sunrgbd, nuscenes; any source that fills it).
+
+    `gt_filter="omni3d"` skips objects whose attributes say truncation > 1/3
+    (`truncated`), visibility < 1/3 (`visibility`) or KITTI occlusion level >= 2
+    (`occluded`: largely occluded or unknown) as gt_truncated / gt_occluded.
+    Objects without a 3D box count as gt_no_box3d; error records as gt_unreadable.
+    """
+    if gt_filter not in GT_FILTERS:
+        raise ValueError(f"gt_filter must be one of {GT_FILTERS}, got {gt_filter!r}")
+    images: dict = {}
+    skipped: Counter = Counter()
+    for rec in records:
+        if not hasattr(rec, "objects"):
+            skipped["gt_unreadable"] += 1
+            continue
+        K = None if rec.K is None else np.asarray(rec.K, dtype=np.float64)
+        im = GTImage(rec.image_id, _basename(rec.image_path), rec.width, rec.height, K)
+        images[rec.image_id] = im
+        size = (rec.width, rec.height) if rec.width and rec.height else None
+        for o in rec.objects:
+            if o.gt_box3d is None:
+                skipped["gt_no_box3d"] += 1
+                continue
+            a = o.attributes or {}
+            if gt_filter == "omni3d":
+                if float(a.get("truncated") or 0.0) > 1 / 3:
+                    skipped["gt_truncated"] += 1
+                    continue
+                if (a.get("visibility") is not None and float(a["visibility"]) < 1 / 3) or int(a.get("occluded") or 0) >= 2:
+                    skipped["gt_occluded"] += 1
+                    continue
+            box = Box3D.from_omni3d(o.gt_box3d)
+            proj = project_box(box, K, size) if K is not None else None
+            im.objects.append(GTObject(ann_id=o.source_ann_id, category=o.category,
+                                       bbox_xyxy=tuple(o.bbox_xyxy), box=box, proj_xyxy=proj))
+    return GTSet(images, skipped)
+
+
 # ---------------------------------------------------------------------------------------
 # per-pair figures
 # ---------------------------------------------------------------------------------------

@@ -66,7 +66,8 @@ class ImageRecord:
     K: list[list[float]] | None = None  # (3, 3) intrinsics when the dataset gives them
     depth_path: str | None = None  # sensor depth (RGB-D sources)
     depth_scale: float | None = None  # depth PNG units per metre (1000 = millimetres)
-    depth_encoding: str = "png16"  # png16 | sunrgbd (bit-rotated)
+    depth_encoding: str = "png16"  # lifting.sources.depth_io.ENCODINGS (png16, sunrgbd, disparity16, points, ...)
+    depth_params: dict | None = None  # what an encoding needs beyond the scale (see depth_io.read_record_depth)
     gravity_cam: list[float] | None = None  # dataset-provided "down" in the camera frame
     objects: list[Object2D] = field(default_factory=list)
     tags: list[str] = field(default_factory=list)  # image-level labels usable as detector prompts

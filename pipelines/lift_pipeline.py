@@ -213,16 +213,20 @@ def plan_units(s: opt.Settings) -> Plan:
             backend = "sensor" if first.get("depth_path") else _default_depth_model()
         return Plan(units, errors, h.hexdigest(), backend)
 
-    from lifting.sources import open_source
+    from lifting.sources import REAL3D_SOURCES, open_source
 
     for name, path in (("--annotations", i.annotations), ("--images", i.images)):
         if path is not None and not Path(path).exists():
             raise PlanError(f"{name} path not found: {path}")
     if i.source != "images" and not i.annotations:
         raise PlanError(f"--annotations is required for --source {i.source}")
-    if not i.images:
+    if not i.images and i.source not in REAL3D_SOURCES:
         raise PlanError("--images is required")
+    if i.sensor_depth and i.source not in REAL3D_SOURCES:
+        raise PlanError(f"--sensor-depth applies to {', '.join(REAL3D_SOURCES)}, not --source {i.source}")
     annotations, src_options = source_options(i.source, i.annotations)
+    if i.sensor_depth:
+        src_options["sensor_depth"] = i.sensor_depth
     src = open_source(i.source, annotations=annotations, images=i.images, **src_options)
     records, errors = [], []
     for r in src.iter_records():

@@ -21,7 +21,7 @@ from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import Any
 
-SOURCES = ("coco", "objects365", "openimages", "omni3d", "rgbd", "images", "index")
+SOURCES = ("coco", "objects365", "openimages", "omni3d", "rgbd", "images", "index", "kitti", "sunrgbd", "nuscenes")
 SEGMENTERS = ("annotation", "sam", "sam-official", "none")
 
 
@@ -37,8 +37,13 @@ class InputSettings:
                               "index builder (use it for large datasets)", choices=SOURCES)
     annotations: str | None = _opt(None, "annotation file (COCO/Objects365/Omni3D JSON); OpenImages: the box CSV "
                                    "(*bbox*.csv) or its folder, with the class descriptions CSV "
-                                   "(*class-descriptions*.csv) next to it")
-    images: str | None = _opt(None, "folder of the image files (and depth PNGs for omni3d)")
+                                   "(*class-descriptions*.csv) next to it; kitti: the split folder (label_2/, "
+                                   "calib/, velodyne/); sunrgbd: a frame folder of the toolbox layout, a folder of "
+                                   "them, or an mmdetection3d info .pkl; nuscenes: an mmdetection3d info .pkl")
+    images: str | None = _opt(None, "folder of the image files (and depth PNGs for omni3d); kitti, sunrgbd, "
+                              "nuscenes: defaults to the dataset's own image folder next to --annotations")
+    sensor_depth: str | None = _opt(None, "which depth of a real 3D dataset: kitti velodyne (default) | disparity; "
+                                    "sunrgbd depth (default, raw) | depth_bfx (filled); nuscenes lidar")
     index: str | None = _opt(None, "folder of Parquet index partitions (with --source index)")
     limit: int | None = _opt(None, "lift only the first N images in key order (for trials)")
     max_pixels: int = _opt(12_000_000, "images larger than this are refused as 'image_too_large'")

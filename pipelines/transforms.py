@@ -241,7 +241,7 @@ class PrepareSensorFn(beam.DoFn):
     """
 
     def process(self, item):
-        from lifting.sources.depth_io import read_depth
+        from lifting.sources.depth_io import read_record_depth
         from lifting.sources.image_io import InputError, image_size
 
         rec = item["record"]
@@ -252,12 +252,11 @@ class PrepareSensorFn(beam.DoFn):
             if rec.get("K") is None:
                 yield failed_item(item, "intrinsics_missing", "record has no K (sensor depth)", "depth")
                 return
-            depth = read_depth(rec["depth_path"], rec.get("depth_scale") or 1000.0,
-                               rec.get("depth_encoding") or "png16")
             w, h = rec.get("width"), rec.get("height")
             if not w or not h:
                 w, h = image_size(rec["image_path"])
             rec = with_image_size(rec, w, h)
+            depth = read_record_depth(rec)  # point files project with K and the size
         except InputError as e:
             _count(f"failed_{e.reason}")
             yield failed_item(item, e.reason, e.detail, "depth")

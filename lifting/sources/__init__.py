@@ -8,8 +8,9 @@
 
 Sources (registry names): `coco`, `objects365`, `omni3d` (COCO-format JSON, see coco.py),
 `openimages` (official CSVs), `images` (alias `folder`: a plain folder of images),
-`rgbd` (raw colour/depth folders: Redwood, TUM, SUN RGB-D, NYU conventions) and `index`
-(a Parquet index written by `lifting.sources.index.build_index`).
+`rgbd` (raw colour/depth folders: Redwood, TUM, SUN RGB-D, NYU conventions), `index`
+(a Parquet index written by `lifting.sources.index.build_index`), and the real 3D datasets
+in their native layouts with GT boxes: `kitti`, `sunrgbd`, `nuscenes` (see real3d.py).
 
 How a source works (the contract every reader implements, see `Source`):
     1. `prepare()` loads the small tables (categories, class descriptions) in memory.
@@ -54,7 +55,13 @@ REGISTRY: dict[str, str] = {
     "folder": "lifting.sources.folder:FolderSource",
     "rgbd": "lifting.sources.omni3d:RGBDFolderSource",
     "index": "lifting.sources.index:IndexSource",
+    "kitti": "lifting.sources.kitti:KittiSource",
+    "sunrgbd": "lifting.sources.sunrgbd:SunRGBDSource",
+    "nuscenes": "lifting.sources.nuscenes:NuScenesSource",
 }
+#: Readers of real 3D datasets in their native layouts (lifting.sources.real3d): their
+#: --images defaults from --annotations, and they take the option `sensor_depth`.
+REAL3D_SOURCES = ("kitti", "sunrgbd", "nuscenes")
 
 
 class SourceConfigError(ValueError):

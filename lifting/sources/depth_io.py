@@ -11,6 +11,15 @@ Conventions (`encoding`, `depth_scale` = stored units per metre):
              at 10 m, as in the NYU toolbox's `depth_rel2depth_abs`; d = 2047 is invalid.
     float    float arrays already in metres (`.npy`, 32-bit float TIFF); depth_scale is
              ignored unless given (metres = raw / depth_scale).
+    disparity16  16-bit PNG of stereo disparity (KITTI's): disparity px = raw / depth_scale
+             (256 for KITTI), metres = focal_baseline / disparity, with
+             `params["focal_baseline"]` = fx * baseline (pixels * metres).
+    points   a LiDAR sweep or point file (little-endian float32, `params["columns"]` values
+             per point, x y z first) in its own frame, projected into the image with
+             `params["to_cam"]` (4x4, point frame -> camera frame), K and the image size:
+             a sparse map, the nearest return per pixel (KITTI velodyne/*.bin, nuScenes
+             LIDAR_TOP *.pcd.bin, votenet/mmdetection3d SUN RGB-D points). Use
+             `read_record_depth`, which has K and the size.
 Zero, NaN, inf and negative values become 0 ("no measurement").
 
 Pillow reads the PNG/PGM/TIFF files; the PGM header is parsed here (a few lines) because
@@ -25,7 +34,11 @@ import numpy as np
 
 from lifting.sources.image_io import InputError
 
-ENCODINGS = ("png16", "sunrgbd", "nyu_raw", "float")
+ENCODINGS = ("png16", "sunrgbd", "nyu_raw", "float", "disparity16", "points")
+#: Encodings that `read_depth` decodes from the file alone (the others need the record).
+FILE_ENCODINGS = ("png16", "sunrgbd", "nyu_raw", "float", "disparity16")
+#: A point file larger than this is refused before reading (a full HDL-64 sweep is ~2 MB).
+MAX_POINT_FILE_BYTES = 256 << 20
 
 #: NYU toolbox constants (depth_rel2depth_abs.m).
 NYU_PARAM1 = 351.3
@@ -104,29 +117,32 @@ def _read_raw(path, encoding: str) -> np.ndarray:
         raise InputError("depth_unreadable", f"{p}: {e}") from e
 
 
-def read_depth(path, depth_scale: float | None = 1000.0, encoding: str = "png16") -> np.ndarray:
+def read_depth(path, depth_scale: float | None = 1000.0, encoding: str = "png16",
+               params: dict | None = None) -> np.ndarray:
     """Read a depth file into (H, W) float32 metres, 0 where there is no valid measurement.
 
     Args:
         path: depth file (16-bit PNG, PGM, 32-bit float TIFF or `.npy`).
         depth_scale: stored units per metre (1000 = millimetres, 5000 = TUM). Ignored for
             `nyu_raw`; optional for `float` (None means values are metres).
-        encoding: one of `ENCODINGS` (see module docstring).
+        encoding: one of `FILE_ENCODINGS` (see module docstring; `points` goes through
+            `read_record_depth`).
+        params: encoding parameters (`disparity16`: focal_baseline).
 
     Raises:
         InputError with reason `depth_missing`, `depth_empty`, `depth_unreadable`,
         `depth_bad_format`, `depth_bad_scale`, `depth_bad_encoding` or `depth_bad_values`
         (no valid pixel at all).
     """
-    if encoding not in ENCODINGS:
-        raise InputError("depth_bad_encoding", f"encoding={encoding!r}, expected one of {ENCODINGS}")
+    if encoding not in FILE_ENCODINGS:
+        raise InputError("depth_bad_encoding", f"encoding={encoding!r}, expected one of {FILE_ENCODINGS}")
     p = os.fspath(path)
     if not os.path.exists(p):
         raise InputError("depth_missing", p)
     if os.path.isfile(p) and os.path.getsize(p) == 0:
         raise InputError("depth_empty", p)
     scale = None
-    if encoding in ("png16", "sunrgbd") or (encoding == "float" and depth_scale is not None):
+    if encoding in ("png16", "sunrgbd", "disparity16") or (encoding == "float" and depth_scale is not None):
         scale = _check_scale(depth_scale)
     raw = _read_raw(p, encoding)
     if raw.ndim != 2 or raw.size == 0:
@@ -142,6 +158,13 @@ def read_depth(path, depth_scale: float | None = 1000.0, encoding: str = "png16"
         r = raw.astype(np.uint16)
         mm = ((r >> 3) | (r << 13)).astype(np.uint16)
         m = mm.astype(np.float64) / scale
+    elif encoding == "disparity16":
+        fb = (params or {}).get("focal_baseline")
+        if not isinstance(fb, (int, float)) or not math.isfinite(fb) or fb <= 0:
+            raise InputError("depth_bad_params", f"disparity16 needs params.focal_baseline > 0, got {fb!r}")
+        disp = raw.astype(np.float64) / scale
+        with np.errstate(divide="ignore"):
+            m = np.where(disp > 0, float(fb) / np.maximum(disp, 1e-12), 0.0)
     elif encoding == "png16":
         if raw.dtype.kind == "f":
             raise InputError("depth_bad_format", f"{p}: float data, use encoding='float'")
@@ -154,4 +177,82 @@ def read_depth(path, depth_scale: float | None = 1000.0, encoding: str = "png16"
     out[~np.isfinite(out) | (out < 0)] = 0.0
     if not np.any(out > 0):
         raise InputError("depth_bad_values", f"{p}: no valid depth pixel")
+    return out
+
+
+def read_points(path, columns: int) -> np.ndarray:
+    """(N, columns) float32 of a little-endian float32 point file (KITTI/nuScenes `.bin`).
+
+    Raises InputError: `depth_missing`, `depth_empty`, `depth_too_large` (over
+    MAX_POINT_FILE_BYTES, refused before reading), `depth_unreadable` (size not a multiple
+    of a point), `depth_bad_params` (columns < 3).
+    """
+    p = os.fspath(path)
+    if not isinstance(columns, int) or columns < 3:
+        raise InputError("depth_bad_params", f"points need columns >= 3 (x, y, z first), got {columns!r}")
+    if not os.path.exists(p):
+        raise InputError("depth_missing", p)
+    size = os.path.getsize(p)
+    if size == 0:
+        raise InputError("depth_empty", p)
+    if size > MAX_POINT_FILE_BYTES:
+        raise InputError("depth_too_large", f"{p}: {size} bytes > {MAX_POINT_FILE_BYTES}")
+    if size % (4 * columns):
+        raise InputError("depth_unreadable", f"{p}: {size} bytes is not a whole number of {columns}-float points")
+    return np.fromfile(p, dtype="<f4").reshape(-1, columns)
+
+
+def project_points_to_depth(xyz: np.ndarray, to_cam: np.ndarray, K: np.ndarray, width: int, height: int,
+                            min_depth: float = 0.1) -> np.ndarray:
+    """Sparse (H, W) float32 z-depth (metres, 0 = no return) of points seen by a camera.
+
+    Args:
+        xyz: (N, 3) points in their own frame (LiDAR, upright depth frame, ...), metres.
+        to_cam: (4, 4) rigid transform point frame -> camera frame (OpenCV, +z forward).
+        K: (3, 3) intrinsics; width, height: the image size in pixels.
+    Each point lands in the pixel that contains its projection; where several do, the
+    nearest wins (a z-buffer: the LiDAR sees past the camera's occluders otherwise).
+    """
+    T = np.asarray(to_cam, dtype=np.float64)
+    cam = xyz.astype(np.float64) @ T[:3, :3].T + T[:3, 3]
+    cam = cam[np.isfinite(cam).all(axis=1) & (cam[:, 2] > min_depth)]
+    uvw = cam @ np.asarray(K, dtype=np.float64).T
+    u = np.floor(uvw[:, 0] / uvw[:, 2]).astype(np.int64)
+    v = np.floor(uvw[:, 1] / uvw[:, 2]).astype(np.int64)
+    ok = (u >= 0) & (u < width) & (v >= 0) & (v < height)
+    z, flat = cam[ok, 2], v[ok] * width + u[ok]
+    order = np.lexsort((z, flat))  # by pixel, nearest first
+    flat, z = flat[order], z[order]
+    first = np.ones(len(flat), dtype=bool)
+    first[1:] = flat[1:] != flat[:-1]
+    out = np.zeros(height * width, dtype=np.float32)
+    out[flat[first]] = z[first]
+    return out.reshape(height, width)
+
+
+def read_record_depth(rec: dict) -> np.ndarray:
+    """(H, W) float32 metres of an image record's sensor depth, whatever its encoding.
+
+    `rec` is an ImageRecord dict with depth_path, depth_scale, depth_encoding and, for
+    `points`, depth_params {columns, to_cam (4x4)}, K and width/height.
+    Raises InputError (reasons of `read_depth` / `read_points`, plus `depth_bad_params`).
+    """
+    enc = rec.get("depth_encoding") or "png16"
+    params = rec.get("depth_params") or {}
+    if enc != "points":
+        return read_depth(rec["depth_path"], rec.get("depth_scale") or 1000.0, enc, params)
+    w, h, K = rec.get("width"), rec.get("height"), rec.get("K")
+    try:
+        T = np.asarray(params.get("to_cam"), dtype=np.float64)
+        if T.shape == (3, 4):
+            T = np.vstack([T, [0.0, 0.0, 0.0, 1.0]])
+        ok = T.shape == (4, 4) and bool(np.all(np.isfinite(T))) and K is not None and bool(w) and bool(h)
+    except (TypeError, ValueError):
+        ok = False
+    if not ok:
+        raise InputError("depth_bad_params", "points need depth_params.to_cam (4x4), K and the image size")
+    pts = read_points(rec["depth_path"], params.get("columns", 4))
+    out = project_points_to_depth(pts[:, :3], T, np.asarray(K, dtype=np.float64), int(w), int(h))
+    if not np.any(out > 0):
+        raise InputError("depth_bad_values", f"{rec['depth_path']}: no point projects into the image")
     return out

@@ -24,7 +24,14 @@ log = logging.getLogger("lift3d.eval")
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--repository", required=True, help="lift output folder (OUT or OUT/repository)")
-    p.add_argument("--gt", help="Omni3D-style COCO JSON with K per image and center_cam/dimensions/R_cam per annotation")
+    p.add_argument("--gt", help="Omni3D-style COCO JSON with K per image and center_cam/dimensions/R_cam per annotation; "
+                   "with --gt-source, the real dataset's --annotations (KITTI split folder, SUN RGB-D frame folder or "
+                   "info .pkl, nuScenes info .pkl)")
+    p.add_argument("--gt-source", choices=["omni3d", "kitti", "sunrgbd", "nuscenes"], default="omni3d",
+                   help="format of --gt: an Omni3D-style JSON file (default) or a real 3D dataset in its native layout, "
+                   "read by the same reader as `lift3d lift --source`")
+    p.add_argument("--gt-images", help="with --gt-source kitti/sunrgbd/nuscenes: the images folder, when not the "
+                   "dataset's default")
     p.add_argument("--out", help="also write the JSON report to this file")
     p.add_argument("--match", choices=["auto", "ann_id", "proj_iou"], default="auto",
                    help="object matching: by source annotation id, by Hungarian projected IoU, or auto per image")
@@ -61,10 +68,20 @@ def _run(args: argparse.Namespace) -> int:
 
     paths = repository_paths(args.repository)
     if args.gt:
-        if not Path(args.gt).is_file():
+        if not Path(args.gt).exists() or (args.gt_source == "omni3d" and not Path(args.gt).is_file()):
             raise UserError(f"GT file not found: {args.gt}")
         try:
-            gt = load_gt(args.gt, args.gt_filter)
+            if args.gt_source == "omni3d":
+                gt = load_gt(args.gt, args.gt_filter)
+            else:
+                from lifting.evaluate import gt_from_records
+                from lifting.sources import SourceConfigError, open_source
+
+                try:
+                    src = open_source(args.gt_source, annotations=args.gt, images=args.gt_images)
+                    gt = gt_from_records(src.iter_records(), args.gt_filter)
+                except SourceConfigError as e:
+                    raise UserError(str(e)) from e
         except (ValueError, KeyError, TypeError) as e:
             raise UserError(f"cannot parse GT file {args.gt}: {e}") from e
         log.info("GT: %d images, %d scorable objects, skipped %s", len(gt.images), gt.n_objects, dict(gt.skipped))
