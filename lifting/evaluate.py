@@ -190,7 +190,8 @@ def gt_from_records(records: Iterable, gt_filter: str = "all") -> GTSet:
     `gt_filter="omni3d"` skips objects whose attributes say truncation > 1/3
     (`truncated`), visibility < 1/3 (`visibility`) or KITTI occlusion level >= 2
     (`occluded`: largely occluded or unknown) as gt_truncated / gt_occluded.
-    Objects without a 3D box count as gt_no_box3d; error records as gt_unreadable.
+    Objects without a 3D box count as gt_no_box3d; the reader's error records as
+    gt_{reason} (e.g. gt_ignored_category for KITTI's DontCare regions).
     """
     if gt_filter not in GT_FILTERS:
         raise ValueError(f"gt_filter must be one of {GT_FILTERS}, got {gt_filter!r}")
@@ -198,7 +199,7 @@ def gt_from_records(records: Iterable, gt_filter: str = "all") -> GTSet:
     skipped: Counter = Counter()
     for rec in records:
         if not hasattr(rec, "objects"):
-            skipped["gt_unreadable"] += 1
+            skipped[f"gt_{rec.reason}"] += 1
             continue
         K = None if rec.K is None else np.asarray(rec.K, dtype=np.float64)
         im = GTImage(rec.image_id, _basename(rec.image_path), rec.width, rec.height, K)
