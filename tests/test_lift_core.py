@@ -191,8 +191,9 @@ REASON_CASES = {
     # measured depth, but nearer than min_depth_m (the room behind stays valid)
     "depth_out_of_range": lambda s, ob: dict(obj=_obj(ob, s),
                                              cfg=dict(min_depth_m=float(s.depth[s.mask(ob.instance_id)].max()) + 0.01)),
-    "too_few_points": lambda s, ob: dict(obj=_obj(ob, s), cfg=dict(min_points=100000)),
-    "no_foreground_cluster": lambda s, ob: dict(obj=_obj(ob, s, segmentation=None), depth=_zero_box(s, ob)),
+    "too_few_points": lambda s, ob: dict(obj=_obj(ob, s), cfg=dict(min_points=100000, prior_fallback=False)),
+    "no_foreground_cluster": lambda s, ob: dict(obj=_obj(ob, s, segmentation=None), depth=_zero_box(s, ob),
+                                                cfg=dict(prior_fallback=False)),
     "implausible_size": lambda s, ob: dict(obj=_obj(ob, s), cfg=dict(max_size_m=0.1)),
     "size_vs_prior": lambda s, ob: dict(obj=_obj(ob, s, category="ring")),
     "degenerate_aspect": lambda s, ob: dict(obj=_obj(ob, s), cfg=dict(max_aspect=1.01)),
@@ -212,6 +213,23 @@ def test_reason(reason):
     e = _lift_one(scene, case["obj"], depth=case.get("depth"), **case.get("cfg", {}))
     assert e["status"] == "rejected"
     assert e["reason"] == reason
+
+
+@pytest.mark.parametrize("how", ["no_depth", "few_points"])
+def test_object_depth_barely_sees_gets_its_prior_box_where_the_2d_box_says(how):
+    """No depth in the box (or too few points): the category's typical size, on the floor,
+    at the distance where the 2D box's bottom edge meets it, oriented to fill the 2D box."""
+    scene, ob = _base()
+    if how == "no_depth":
+        e = _lift_one(scene, _obj(ob, scene, segmentation=None), depth=_zero_box(scene, ob))
+    else:
+        e = _lift_one(scene, _obj(ob, scene), min_points=100000)
+    assert e["status"] == "kept" and e["mask_source"] == "size_prior"
+    assert e["quality"]["depth_from"] == "floor_contact"
+    assert e["quality"]["completed"] is True and e["quality"]["proj_iou"] > 0.5
+    box = Box3D.from_omni3d(e["box3d"])
+    assert np.linalg.norm(box.center_cam - ob.box.center_cam) < 0.25 * ob.box.center_cam[2]
+    assert iou_3d(box, ob.box) > 0.15
 
 
 def test_filters_switch_off_with_none():

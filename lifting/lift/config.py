@@ -54,12 +54,23 @@ class LiftConfig:
     floor_min_support: float = 0.04  # inlier fraction of the valid pixels to trust a floor
     floor_snap_m: float = 0.3  # box bottom within this above the floor snaps to it
     # --- fitting
+    height_from_box: bool = True  # the 2D box's metric height completes what depth missed (fit_box)
     trim_pct: float = 0.5  # percentile trimming of extents
     round_residual: float = 0.03  # circle-fit RMS / radius of the front outline below which it is round
     complete_with_priors: bool = True
+    prior_fallback: bool = True  # an object depth barely sees gets its prior size where its 2D box says (core._prior_box)
     prior_scale_clip: tuple[float, float] = (0.6, 1.6)
     prior_front_bias: float = 0.3  # log-units favouring "the long side faces the camera"
     # --- box-only segmentation
+    boxseg_method: str = "frustum"  # frustum (points, dense or sparse depth) | pixels (8-connected pixel components)
+    frustum_max_points: int = 3000  # dense depth: frustum pixels are strided to about this many
+    frustum_min_points: int = 5  # a cluster needs at least this many points
+    frustum_radius_spacings: float = 2.5  # clustering radius in typical point spacings (angular)
+    frustum_depth_rel: float = 0.05  # ... and a relative depth jump of this much is one radius
+    frustum_floor_m: float = 0.06  # frustum points less than this (+ frustum_floor_rel * z) above the floor are floor
+    frustum_floor_rel: float = 0.004
+    sparse_valid_frac: float = 0.3  # depth with fewer valid pixels than this is sparse (LiDAR)
+    min_points_sparse: int | None = 8  # min_points for sparse depth (a far car has tens of returns)
     boxseg_min_component_frac: float = 0.01  # of the 2D box area
     boxseg_near_score_frac: float = 0.6  # nearest among components scoring >= frac * best
     # --- filters (None disables)
@@ -70,8 +81,8 @@ class LiftConfig:
     max_size_m: float | None = 50.0
     prior_ratio: float | None = 4.0  # reject when a dimension is beyond [min / r, max * r] of the prior
     max_aspect: float | None = 30.0
-    max_truncation: float | None = 0.6
-    min_proj_iou: float | None = 0.5
+    max_truncation: float | None = 0.9  # real GT: KITTI and nuScenes keep objects cut to 15% by the border
+    min_proj_iou: float | None = 0.3  # real GT: modal 2D vs amodal 3D boxes agree to only ~0.3-0.5 for occluded objects
 
     @classmethod
     def from_dict(cls, d: dict | None) -> "LiftConfig":

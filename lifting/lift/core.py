@@ -6,6 +6,7 @@ a reason code from `lifting.lift.config.REASONS`; `lift_image` never drops one s
 from __future__ import annotations
 
 import logging
+import math
 from collections import Counter
 from dataclasses import dataclass
 
@@ -145,6 +146,21 @@ def lift_image(record: ImageRecord, depth: np.ndarray, K: np.ndarray, *, K_sourc
             mask_source[o.object_id] = "annotation"
         else:
             box_only.append(o)
+    sparse = float(np.count_nonzero(valid)) < cfg.sparse_valid_frac * valid.size
+    frustum: dict[str, object] = {}
+    if box_only and cfg.boxseg_method == "frustum":
+        from lifting.lift.frustum import segment_frustums
+
+        heights = [_prior_height(priors, o.category) for o in box_only]
+        segs = segment_frustums(np.array([o.bbox_xyxy for o in box_only], dtype=np.float64), depth, valid, K, floor,
+                                cfg, sparse, heights, (W, H))
+        for o, sg in zip(box_only, segs):
+            if sg is None:
+                pre_reject[o.object_id] = "no_foreground_cluster"
+            else:
+                frustum[o.object_id] = sg
+                mask_source[o.object_id] = "depth_frustum"
+        box_only = []
     if box_only:
         cand = valid & ~edges
         if floor is not None:
@@ -175,9 +191,17 @@ def lift_image(record: ImageRecord, depth: np.ndarray, K: np.ndarray, *, K_sourc
             "quality": {},
         }
         reason = pre_reject.get(o.object_id)
-        if reason is None:
+        if reason is None and o.object_id in frustum:
+            sg = frustum[o.object_id]
+            reason = _fit_object(o, sg.xyz, sg.hidden, K, g, floor, cfg, priors, (W, H), entry, sparse)
+        elif reason is None:
             reason = _lift_object(o, obj_masks[o.object_id], depth, valid, edges, K, g, floor, cfg, priors,
-                                  (W, H), entry)
+                                  (W, H), entry, sparse)
+        if reason in ("no_foreground_cluster", "too_few_points") and cfg.prior_fallback:
+            sg = frustum.get(o.object_id)
+            z_hint = float(np.median(sg.xyz[:, 2])) if sg is not None and len(sg.xyz) else None
+            if _prior_box(o, K, g, floor, cfg, priors, (W, H), entry, z_hint):
+                reason, entry["mask_source"] = None, "size_prior"
         if reason is None:
             entry["status"] = "kept"
         else:
@@ -208,8 +232,19 @@ def lift_image(record: ImageRecord, depth: np.ndarray, K: np.ndarray, *, K_sourc
     }
 
 
+def _prior_height(priors, category: str):
+    """(typical height m, log spread of heights, footprint diagonal m) of a category's size
+    prior, None for the generic one."""
+    prior, dims = priors.dims(category)
+    if prior is None or getattr(prior, "source", "generic") == "generic":
+        return None
+    lo, hi = float(prior.min[1]), float(prior.max[1])
+    spread = min(max(math.log(max(hi, 1e-3) / max(lo, 1e-3)) / 4.0, 0.15), 0.6)
+    return float(dims[1]), spread, float(math.hypot(dims[0], dims[2]))
+
+
 def _lift_object(o: Object2D, mask: tuple, depth, valid, edges, K, g, floor, cfg: LiftConfig, priors,
-                 image_size, entry: dict) -> str | None:
+                 image_size, entry: dict, sparse: bool = False) -> str | None:
     """Lift one object in place into `entry`; returns a reason code when rejected.
 
     `mask` is the object's tight mask crop ((h, w) bool, row0, col0) in the image."""
@@ -230,39 +265,46 @@ def _lift_object(o: Object2D, mask: tuple, depth, valid, edges, K, g, floor, cfg
     reason = check_pixels(pix, valid_frac, measured_frac, cfg)
     if reason:
         return reason
+    return _fit_object(o, xyz, hidden_edges(pix, y0, x0, step, step, depth, valid), K, g, floor, cfg, priors,
+                       image_size, entry, sparse)
+
+
+def _fit_object(o: Object2D, xyz: np.ndarray, hidden3: tuple, K, g, floor, cfg: LiftConfig, priors, image_size,
+                entry: dict, sparse: bool) -> str | None:
+    """Clean an object's points, fit its box, fill `entry`; a reason code when rejected.
+
+    `hidden3` = (bottom, left, right): the object's image edges that are not observed."""
     pts = clean_points(xyz, cfg)
     entry["quality"]["n_points"] = int(len(pts))
-    if cfg.min_points is not None and len(pts) < cfg.min_points:
+    min_points = cfg.min_points_sparse if sparse else cfg.min_points
+    if min_points is not None and len(pts) < min_points:
+        return "too_few_points"
+    if len(pts) < 3:
         return "too_few_points"
     prior, prior_dims = priors.dims(o.category)
-    hidden, left, right = hidden_edges(pix, y0, x0, step, step, depth, valid)
+    hidden, left, right = hidden3
     sides = (left, right)
+    W, H = image_size
+    x0, y0, x1, y1 = (float(v) for v in o.bbox_xyxy)
+    box_h = None
+    if cfg.height_from_box and y0 > 1 and y1 < H - 1 and not hidden:
+        box_h = (y1 - y0) * float(np.median(pts[:, 2])) / float(K[1, 1])
     fit = fit_box(pts, g, cfg, floor_offset=None if floor is None else floor.offset, prior_dims=prior_dims,
                   bottom_hidden=hidden, prior_max_height=None if prior is None else float(prior.max[1]),
-                  sides_hidden=sides)
+                  sides_hidden=sides, box_height_m=box_h,
+                  prior_length=None if prior_dims is None else float(max(prior_dims[0], prior_dims[2])),
+                  prior_max_dims=None if prior is None or prior.source == "generic" else np.asarray(prior.max, float))
     box = fit.box
-    proj_full = project_box(box, K, None)
-    proj = clip_box_2d(proj_full, image_size)  # = project_box(box, K, image_size), one projection
-    proj_iou = iou_2d(proj, tuple(o.bbox_xyxy))
-    # self-consistency on the observed sides only: where the object's image edge is hidden
-    # (occluded or cut), its box may rightly project beyond the source 2D box
-    vis_iou = proj_iou
-    if proj is not None and (hidden or any(sides)):
-        b = o.bbox_xyxy
-        p = [max(proj[0], b[0]) if sides[0] else proj[0], proj[1],
-             min(proj[2], b[2]) if sides[1] else proj[2], min(proj[3], b[3]) if hidden else proj[3]]
-        vis_iou = iou_2d(tuple(p), tuple(b)) if p[2] > p[0] and p[3] > p[1] else 0.0
-    area = lambda b: 0.0 if b is None else (b[2] - b[0]) * (b[3] - b[1])  # noqa: E731
-    truncation = 1.0 - area(proj) / area(proj_full) if area(proj_full) > 0 else 1.0
     zq = quantiles(pts[:, 2], 10, 90)
     entry["box3d"] = box.to_omni3d()
+    figures, reason = assess_box(box, o.bbox_xyxy, K, image_size, hidden3, prior, cfg)
     entry["quality"].update(
         {
-            "proj_iou": round(float(proj_iou), 4),
-            "proj_iou_visible": round(float(vis_iou), 4),
+            "proj_iou": figures["proj_iou"],
+            "proj_iou_visible": figures["proj_iou_visible"],
             "depth_spread_m": round(float(zq[1] - zq[0]), 4),
             "visible_fraction": round(float(fit.visible_fraction), 4),
-            "truncation": round(float(truncation), 4),
+            "truncation": figures["truncation"],
             "round": fit.round,
             "bottom_hidden": hidden,
             "sides_hidden": list(sides),
@@ -270,4 +312,93 @@ def _lift_object(o: Object2D, mask: tuple, depth, valid, edges, K, g, floor, cfg
             "prior": None if prior is None else prior.source,
         }
     )
-    return check_box(box, vis_iou, truncation, prior, cfg)
+    return reason
+
+
+def assess_box(box, bbox_xyxy, K, image_size, hidden3: tuple, prior, cfg: LiftConfig) -> tuple[dict, str | None]:
+    """The box-level filters of an object: ({proj_iou, proj_iou_visible, truncation}, reason or None).
+
+    The same code judges a lifted box and, in the fidelity benchmark, a GT box (whose
+    rejection rate says whether the filters are calibrated on real data).
+
+    Args:
+        box: Box3D (camera frame); bbox_xyxy: the source 2D box; K (3, 3); image_size (W, H).
+        hidden3: (bottom, left, right) image edges of the object that are not observed
+            (occluded or cut): there the box may rightly project beyond the 2D box.
+        prior: the category's size prior (or None).
+    """
+    hidden, left, right = hidden3
+    proj_full = project_box(box, K, None)
+    proj = clip_box_2d(proj_full, image_size)  # = project_box(box, K, image_size), one projection
+    b = tuple(bbox_xyxy)
+    proj_iou = iou_2d(proj, b)
+    # self-consistency on the observed sides only
+    vis_iou = proj_iou
+    if proj is not None and (hidden or left or right):
+        p = [max(proj[0], b[0]) if left else proj[0], proj[1],
+             min(proj[2], b[2]) if right else proj[2], min(proj[3], b[3]) if hidden else proj[3]]
+        vis_iou = iou_2d(tuple(p), b) if p[2] > p[0] and p[3] > p[1] else 0.0
+    area = lambda q: 0.0 if q is None else (q[2] - q[0]) * (q[3] - q[1])  # noqa: E731
+    truncation = 1.0 - area(proj) / area(proj_full) if area(proj_full) > 0 else 1.0
+    figures = {"proj_iou": round(float(proj_iou), 4), "proj_iou_visible": round(float(vis_iou), 4),
+               "truncation": round(float(truncation), 4)}
+    return figures, check_box(box, vis_iou, truncation, prior, cfg)
+
+
+def _prior_box(o: Object2D, K, g, floor, cfg: LiftConfig, priors, image_size, entry: dict,
+               z_hint: float | None) -> bool:
+    """Box of an object that depth barely sees (a far car with a few LiDAR returns, a dark
+    or thin object): the category's typical size, standing where its 2D box says.
+
+    Distance along the ray through the 2D box centre: the few depth points when there are
+    any (`z_hint`, their median z), else where the box's bottom edge meets the floor, else
+    what the prior height predicts from the box height (fy * h / box height). Only for a
+    specific (non-generic) prior and a 2D box whose top and bottom are inside the image; the
+    box faces the camera (long side across the view, like the completion's default). The
+    object is kept with `mask_source` "size_prior" when the box passes the same filters as
+    any other; returns whether it did (entry filled either way).
+    """
+    from lifting.boxes import Box3D, gravity_frame
+
+    prior, dims = priors.dims(o.category)
+    W, H = image_size
+    x0, y0, x1, y1 = (float(v) for v in o.bbox_xyxy)
+    if prior is None or getattr(prior, "source", "generic") == "generic" or y0 <= 1 or y1 >= H - 1:
+        return False
+    pw, ph, pl = (float(v) for v in dims)
+    Kinv = np.linalg.inv(K)
+    ray_c = Kinv @ np.array([(x0 + x1) / 2, (y0 + y1) / 2, 1.0])
+    z = None
+    how = "points"
+    if z_hint is not None:
+        z = z_hint + pl / 2  # the points are on the front face
+    elif floor is not None:
+        ray_b = Kinv @ np.array([(x0 + x1) / 2, y1, 1.0])
+        down = float(ray_b @ floor.normal)
+        if down > 1e-6:
+            z = float(floor.offset / down) * float(ray_b[2]) + pl / 2  # ground contact of the near face
+            how = "floor_contact"
+    if z is None:
+        z = K[1, 1] * ph / (y1 - y0) + pl / 2
+        how = "box_height"
+    if not (cfg.min_depth_m <= z <= cfg.max_depth_m):
+        return False
+    center = ray_c * (z / ray_c[2])
+    R = gravity_frame(g)
+    cg = center @ R
+    if floor is not None and abs(floor.offset - (cg[1] + ph / 2)) < 0.5 * ph:
+        cg[1] = floor.offset - ph / 2  # standing on the floor
+    # the yaw whose projection fills the 2D box best (a barrier seen end-on, a car from the side)
+    ray_yaw = math.atan2(cg[0], cg[2])
+    best = None
+    for k in range(12):
+        yaw = ray_yaw + k * math.pi / 12
+        cand = Box3D.from_gravity(cg @ R.T, [pw, ph, pl], yaw, g)
+        fill = iou_2d(project_box(cand, K, image_size), (x0, y0, x1, y1))
+        if best is None or fill > best[0] + 1e-9:
+            best = (fill, cand)
+    box = best[1]
+    entry["box3d"] = box.to_omni3d()
+    figures, reason = assess_box(box, o.bbox_xyxy, K, image_size, (False, False, False), prior, cfg)
+    entry["quality"].update({**figures, "completed": True, "prior": prior.source, "depth_from": how})
+    return reason is None

@@ -432,7 +432,9 @@ def _is_round(xz: np.ndarray, extents: np.ndarray, cfg: LiftConfig):
 
 def fit_box(xyz_cam: np.ndarray, gravity_cam: np.ndarray, cfg: LiftConfig, *, floor_offset: float | None = None,
             prior_dims: np.ndarray | None = None, bottom_hidden: bool = False,
-            prior_max_height: float | None = None, sides_hidden: tuple[bool, bool] = (False, False)) -> Fit:
+            prior_max_height: float | None = None, sides_hidden: tuple[bool, bool] = (False, False),
+            box_height_m: float | None = None, prior_length: float | None = None,
+            prior_max_dims: np.ndarray | None = None) -> Fit:
     """Gravity-aligned box (camera frame) of an object's cleaned points.
 
     Args:
@@ -446,11 +448,32 @@ def fit_box(xyz_cam: np.ndarray, gravity_cam: np.ndarray, cfg: LiftConfig, *, fl
         sides_hidden: (left, right) edges of the object in the image are not observed
             (occluded or cut by the border): the extent across the view may then also grow,
             towards the hidden side(s), up to what the prior expects.
+        box_height_m: the metric height of the object's 2D box at the object's depth, when
+            its top and bottom edges are both observed (neither cut nor occluded): depth
+            misses parts of an object (floor band, sparse LiDAR beams, dark surfaces), the
+            tight 2D box does not. The box then grows down to that height (less what a top
+            face seen from above adds to the image height, from `prior_length`), and stands
+            on the floor when it reaches it.
+        prior_max_dims: (3,) the category's largest plausible (w, h, l): an extent along the
+            view beyond it is smeared depth, cut back to the points' near part.
     """
     R = gravity_frame(gravity_cam)
     pg = np.asarray(xyz_cam @ R, dtype=np.float64)  # gravity frame: x right, y down, z forward (horizontal)
     t = cfg.trim_pct
     top, bottom = quantiles(pg[:, 1], t, 100 - t)
+    if box_height_m is not None and box_height_m > 0:
+        dist = max(float(np.median(np.hypot(pg[:, 0], pg[:, 2]))), 1e-3)
+        # camera height above the object's top (y down: top > 0 is below the camera): a top
+        # face seen from above adds about drop * length / distance to the image height
+        drop = max(top, 0.0)
+        extra = drop * (prior_length or 0.0) / dist
+        target = box_height_m - extra
+        if prior_max_height is not None:
+            target = min(target, 1.25 * prior_max_height)
+        if extra < 0.3 * box_height_m and target > 1.15 * (bottom - top):
+            bottom = top + target
+            if floor_offset is not None and bottom > floor_offset:  # below the floor: stand on it
+                top, bottom = max(floor_offset - target, top), floor_offset
     if floor_offset is not None:
         gap = floor_offset - bottom
         fits_prior = prior_max_height is None or floor_offset - top <= 1.25 * prior_max_height
@@ -484,6 +507,14 @@ def fit_box(xyz_cam: np.ndarray, gravity_cam: np.ndarray, cfg: LiftConfig, *, fl
         if zax @ ray < 0:
             zax = -zax
         yaw = math.atan2(zax[0], zax[1])
+        if prior_max_dims is not None and lz > 1.1 * max(prior_max_dims[0], prior_max_dims[2]):
+            # deeper than the category can be: smeared depth (stereo, monocular models, flying
+            # pixels) behind the front surface. Keep the front: the robust near part of the
+            # points along the view, the rest is left to the prior completion below.
+            along = xz @ zax
+            lo, hi = quantiles(along, 10, 90)
+            lz = float(min(hi - lo, max(prior_max_dims[0], prior_max_dims[2])))
+            center = center + zax * ((lo + lz / 2) - float(center @ zax))
         obs = (float(lx), float(height), float(lz))
         final_w, final_l = float(lx), float(lz)
         completed = False

@@ -1,0 +1,242 @@
+"""Box-only objects from their frustum points: one method for dense and sparse depth.
+
+Real depth is dense and clean (structured light), dense and smooth but biased (stereo,
+monocular models) or sparse (LiDAR: a few % of the pixels). Pixel neighbourhoods are empty
+in sparse depth, so box-only segmentation works on the *points* seen through each 2D box,
+reasoning over all boxes of the image together:
+
+1. frustum points: the valid pixels inside the 2D box (a stride subsample of at most
+   `frustum_max_points` for dense depth), back-projected; points within the floor / road
+   plane's inlier band are dropped (the floor fills the bottom of every box);
+2. clusters: connected components of the points in (u, v, log z) space -- angles from the
+   camera and relative depth, so one radius serves every distance and density: a depth
+   jump of more than `frustum_depth_rel` (relative) or a gap of more than a few point
+   spacings (angular) separates two clusters;
+3. choice: each large cluster is scored by how it fills the 2D box (an object touches all
+   sides of its tight box), its share of the frustum points, and how well its depth agrees
+   with the depth the category's height prior predicts from the 2D box height; the nearest
+   cluster among those scoring close to the best is the object (the background fills boxes
+   too, but lies behind); clusters at the same depth (an object split by an occluder) join;
+4. occlusion order: objects are re-segmented from near to far, each losing the points that
+   a nearer object already claimed (inside the overlap of the two boxes and within the
+   nearer object's depth range); a box side covered by a nearer object's box, or at the
+   image border, is *hidden* (the fit may complete the object towards it).
+
+Uses scipy's cKDTree + connected components (a radius graph), which is what no pixel-grid
+kernel can do on sparse points.
+"""
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import numpy as np
+from scipy.sparse import coo_matrix
+from scipy.sparse.csgraph import connected_components
+from scipy.spatial import cKDTree
+
+from lifting.lift.config import LiftConfig
+from lifting.lift.pixels import box_slices
+
+
+@dataclass
+class FrustumSeg:
+    """The chosen cluster of one box-only object."""
+
+    xyz: np.ndarray  # (N, 3) camera-frame points, metres
+    uv: np.ndarray  # (N, 2) int pixel (column, row) of each point
+    z_lo: float  # depth range of the cluster (5th / 95th percentile), metres
+    z_hi: float
+    z_med: float
+    hidden: tuple[bool, bool, bool] = (False, False, False)  # (bottom, left, right) unobserved
+
+
+def _frustum(b, depth, valid, K, floor, cfg: LiftConfig, sparse: bool):
+    """(xyz (N, 3), uv (N, 2) int) of the valid pixels in 2D box b, floor points removed."""
+    sl = box_slices(b, depth.shape)
+    if sl is None:
+        return np.zeros((0, 3)), np.zeros((0, 2), np.int64)
+    v_all, u_all = np.nonzero(valid[sl])
+    n = len(v_all)
+    if n > cfg.frustum_max_points:
+        step = max(1, int(math.ceil(math.sqrt(n / cfg.frustum_max_points)))) if not sparse else 1
+        if step > 1:
+            keep = (v_all % step == 0) & (u_all % step == 0)
+            v_all, u_all = v_all[keep], u_all[keep]
+        if len(v_all) > cfg.frustum_max_points:  # deterministic thinning to the budget
+            idx = np.linspace(0, len(v_all) - 1, cfg.frustum_max_points).astype(np.int64)
+            v_all, u_all = v_all[idx], u_all[idx]
+    v = v_all + sl[0].start
+    u = u_all + sl[1].start
+    z = depth[v, u].astype(np.float64)
+    x = (u + 0.5 - K[0, 2]) * z / K[0, 0]
+    y = (v + 0.5 - K[1, 2]) * z / K[1, 1]
+    xyz = np.stack([x, y, z], axis=1)
+    uv = np.stack([u, v], axis=1)
+    if floor is not None:
+        hgt = floor.offset - xyz @ floor.normal
+        keep = hgt > cfg.frustum_floor_m + cfg.frustum_floor_rel * z
+        xyz, uv = xyz[keep], uv[keep]
+    return xyz, uv
+
+
+def _components(xyz: np.ndarray, uv: np.ndarray, K: np.ndarray, cfg: LiftConfig) -> np.ndarray:
+    """(N,) component label of each frustum point (radius graph in (u, v, log z) space)."""
+    n = len(xyz)
+    if n == 1:
+        return np.zeros(1, np.int64)
+    a = np.stack([(uv[:, 0] - K[0, 2]) / K[0, 0], (uv[:, 1] - K[1, 2]) / K[1, 1]], axis=1)
+    tree2 = cKDTree(a)
+    # the typical spacing of neighbouring points (pixels for dense depth, scan lines and
+    # azimuth steps for LiDAR), from the nearest neighbours of a sample
+    sample = a[:: max(1, n // 300)]
+    dist, _ = tree2.query(sample, k=min(4, n))
+    spacing = float(np.median(dist[:, -1])) if dist.ndim == 2 else float(np.median(dist))
+    r = max(cfg.frustum_radius_spacings * spacing, 1.5 / K[0, 0])
+    scale = r / cfg.frustum_depth_rel  # a relative depth jump of frustum_depth_rel is one radius
+    q = np.column_stack([a, np.log(xyz[:, 2]) * scale])
+    pairs = cKDTree(q).query_pairs(r, output_type="ndarray")
+    g = coo_matrix((np.ones(len(pairs), np.int8), (pairs[:, 0], pairs[:, 1])), shape=(n, n))
+    _, lab = connected_components(g, directed=False)
+    return lab
+
+
+def _choose(xyz, uv, b, K, cfg: LiftConfig, prior_h: float | None, prior_spread: float,
+            image_size, diag: float | None = None) -> np.ndarray | None:
+    """Boolean selection of the object's points among the frustum points, or None."""
+    n = len(xyz)
+    if n < cfg.frustum_min_points:
+        return None
+    lab = _components(xyz, uv, K, cfg)
+    nlab = int(lab.max()) + 1
+    counts = np.bincount(lab, minlength=nlab)
+    big = counts >= max(cfg.frustum_min_points, cfg.boxseg_min_component_frac * n)
+    if not big.any():
+        big = counts == counts.max()
+    x0, y0, x1, y1 = (float(v) for v in b)
+    bw, bh = max(x1 - x0, 1.0), max(y1 - y0, 1.0)
+    W, H = image_size
+    # the depth the category's height predicts from the box height, when the box's top and
+    # bottom are both inside the image (a cut box says nothing about the object's height)
+    z_pred = None
+    if prior_h is not None and y0 > 1 and y1 < H - 1:
+        z_pred = K[1, 1] * prior_h / bh
+    z = xyz[:, 2]
+    score = np.zeros(nlab)
+    med = np.full(nlab, np.inf)
+    order = np.argsort(lab, kind="stable")
+    bounds = np.concatenate([[0], np.cumsum(counts)])
+    for c in np.flatnonzero(big):
+        idx = order[bounds[c]:bounds[c + 1]]
+        uc, vc = uv[idx, 0], uv[idx, 1]
+        fu = (np.percentile(uc, 98) - np.percentile(uc, 2) + 1) / bw
+        fv = (np.percentile(vc, 98) - np.percentile(vc, 2) + 1) / bh
+        fill = min(fu, 1.0) * min(fv, 1.0)
+        share = counts[c] / n
+        med[c] = float(np.median(z[idx]))
+        w = 1.0
+        if z_pred is not None:
+            dev = math.log(med[c] / z_pred) / prior_spread
+            w = math.exp(-0.5 * dev * dev)
+        score[c] = fill * (0.5 + share) * (0.25 + w)
+    if not np.any(score > 0):
+        return None
+    good = score >= cfg.boxseg_near_score_frac * score.max()
+    pick = int(np.argmin(np.where(good, med, np.inf)))
+    zm = med[pick]
+    keep = big & (np.abs(np.log(np.where(np.isfinite(med), med, 1e9) / zm)) <= cfg.component_merge_rel)
+    keep[pick] = True
+    sel = keep[lab]
+    if diag is not None and sel.sum() >= 2 * cfg.frustum_min_points:
+        # smooth depth (stereo, monocular) joins an object to what lies behind it through
+        # smeared pixels: keep the points within the category's footprint diagonal of the
+        # cluster's depth mode (+ the depth's own noise)
+        zs = z[sel]
+        lz = np.log(zs)
+        bins = np.arange(lz.min(), lz.max() + 0.015, 0.015)
+        if len(bins) > 3:
+            hist, edges = np.histogram(lz, bins=bins)
+            hist = np.convolve(hist, np.ones(3), mode="same")
+            z_mode = float(np.exp(edges[int(np.argmax(hist))] + 0.0075))
+            half = 0.6 * diag + cfg.frustum_depth_rel * z_mode
+            sel &= np.abs(z - z_mode) <= half
+    return sel
+
+
+def segment_frustums(boxes_xyxy: np.ndarray, depth: np.ndarray, valid: np.ndarray, K: np.ndarray, floor,
+                     cfg: LiftConfig, sparse: bool, prior_heights: list, image_size) -> list[FrustumSeg | None]:
+    """Points of box-only objects of one image, all boxes together (module docstring).
+
+    Args:
+        boxes_xyxy: (N, 4) 2D boxes, pixel edges; depth: (H, W) metres; valid: (H, W) bool.
+        K: (3, 3); floor: lifting.lift.gravity.Floor or None; sparse: the depth is sparse.
+        prior_heights: N triples (typical height m, log spread, footprint diagonal m) of the
+            categories' size priors, or None (generic category).
+        image_size: (W, H).
+    Returns:
+        N FrustumSeg or None (no object cluster in that box).
+    """
+    n = len(boxes_xyxy)
+    fr = [_frustum(b, depth, valid, K, floor, cfg, sparse) for b in boxes_xyxy]
+
+    def choose(i, drop=None):
+        xyz, uv = fr[i]
+        if drop is not None:
+            xyz, uv = xyz[~drop], uv[~drop]
+        ph = prior_heights[i]
+        sel = _choose(xyz, uv, boxes_xyxy[i], K, cfg, None if ph is None else ph[0],
+                      0.35 if ph is None else ph[1], image_size, None if ph is None else ph[2])
+        if sel is None or sel.sum() < cfg.frustum_min_points:
+            return None
+        p, q = xyz[sel], uv[sel]
+        lo, md, hi = np.percentile(p[:, 2], [5, 50, 95])
+        return FrustumSeg(p, q, float(lo), float(hi), float(md))
+
+    first = [choose(i) for i in range(n)]
+    order = sorted(range(n), key=lambda i: first[i].z_med if first[i] is not None else np.inf)
+    out: list[FrustumSeg | None] = [None] * n
+    done: list[int] = []
+    for i in order:
+        xyz, uv = fr[i]
+        drop = np.zeros(len(xyz), dtype=bool)
+        for j in done:
+            bj, sj = boxes_xyxy[j], out[j]
+            inside = (uv[:, 0] >= bj[0]) & (uv[:, 0] < bj[2]) & (uv[:, 1] >= bj[1]) & (uv[:, 1] < bj[3])
+            near = (xyz[:, 2] >= sj.z_lo * (1 - cfg.component_merge_rel)) & \
+                   (xyz[:, 2] <= sj.z_hi * (1 + cfg.component_merge_rel))
+            drop |= inside & near
+        seg = choose(i, drop if drop.any() else None)
+        if seg is None:
+            continue
+        depths = [out[j].z_med if out[j] is not None else None for j in range(n)]
+        depths[i] = seg.z_med
+        seg.hidden = hidden_sides(i, boxes_xyxy, depths, image_size)
+        out[i] = seg
+        done.append(i)
+    return out
+
+
+def hidden_sides(i: int, boxes, depths, image_size) -> tuple[bool, bool, bool]:
+    """(bottom, left, right) sides of 2D box i cut by the image border or covered by the box
+    of a nearer object (one overlapping that side over at least a third of its length).
+
+    Args:
+        boxes: (N, 4) 2D boxes (pixel edges); depths: N object depths (metres, None = unknown);
+        image_size: (W, H).
+    """
+    W, H = image_size
+    x0, y0, x1, y1 = (float(v) for v in boxes[i])
+    bottom, left, right = y1 >= H - 1, x0 <= 1, x1 >= W - 1
+    zi = depths[i]
+    for j in range(len(boxes)):
+        if j == i or depths[j] is None or zi is None or depths[j] >= zi:
+            continue
+        a0, b0, a1, b1 = (float(v) for v in boxes[j])
+        vo = max(0.0, min(y1, b1) - max(y0, b0)) / max(y1 - y0, 1.0)
+        ho = max(0.0, min(x1, a1) - max(x0, a0)) / max(x1 - x0, 1.0)
+        if vo >= 1 / 3:
+            left |= a0 <= x0 < a1
+            right |= a0 < x1 <= a1
+        if ho >= 1 / 3:
+            bottom |= b0 < y1 <= b1
+    return bottom, left, right
