@@ -55,6 +55,10 @@ class LiftConfig:
     floor_snap_m: float = 0.3  # box bottom within this above the floor snaps to it
     # --- fitting
     height_from_box: bool = True  # the 2D box's metric height completes what depth missed (fit_box)
+    depth_prior_fusion: bool = True  # an object's depth fused with its 2D box height under the height prior
+    fuse_sigma_dense: tuple[float, float] = (0.01, 0.003)  # relative depth error a + b * z of dense sensor/stereo depth
+    fuse_sigma_model: tuple[float, float] = (0.08, 0.002)  # ... of a monocular depth model
+    fuse_sigma_sparse: tuple[float, float] = (0.01, 0.0005)  # ... of LiDAR
     trim_pct: float = 0.5  # percentile trimming of extents
     round_residual: float = 0.03  # circle-fit RMS / radius of the front outline below which it is round
     complete_with_priors: bool = True
@@ -92,8 +96,9 @@ class LiftConfig:
         unknown = sorted(set(d) - names)
         if unknown:
             raise ValueError(f"unknown lifting option(s): {', '.join(unknown)}")
-        if "prior_scale_clip" in d:
-            d["prior_scale_clip"] = tuple(d["prior_scale_clip"])
+        for k in ("prior_scale_clip", "fuse_sigma_dense", "fuse_sigma_model", "fuse_sigma_sparse"):
+            if k in d:
+                d[k] = tuple(d[k])
         return cls(**d)
 
     def to_dict(self) -> dict:

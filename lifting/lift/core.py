@@ -147,6 +147,8 @@ def lift_image(record: ImageRecord, depth: np.ndarray, K: np.ndarray, *, K_sourc
         else:
             box_only.append(o)
     sparse = float(np.count_nonzero(valid)) < cfg.sparse_valid_frac * valid.size
+    # how far an object's own depth is trusted against its category's height (`_fuse_depth`)
+    depth_kind = "sparse" if sparse else ("model" if str(depth_source).startswith("model") else "dense")
     frustum: dict[str, object] = {}
     if box_only and cfg.boxseg_method == "frustum":
         from lifting.lift.frustum import segment_frustums
@@ -193,10 +195,10 @@ def lift_image(record: ImageRecord, depth: np.ndarray, K: np.ndarray, *, K_sourc
         reason = pre_reject.get(o.object_id)
         if reason is None and o.object_id in frustum:
             sg = frustum[o.object_id]
-            reason = _fit_object(o, sg.xyz, sg.hidden, K, g, floor, cfg, priors, (W, H), entry, sparse)
+            reason = _fit_object(o, sg.xyz, sg.hidden, K, g, floor, cfg, priors, (W, H), entry, depth_kind)
         elif reason is None:
             reason = _lift_object(o, obj_masks[o.object_id], depth, valid, edges, K, g, floor, cfg, priors,
-                                  (W, H), entry, sparse)
+                                  (W, H), entry, depth_kind)
         if reason in ("no_foreground_cluster", "too_few_points") and cfg.prior_fallback:
             sg = frustum.get(o.object_id)
             z_hint = float(np.median(sg.xyz[:, 2])) if sg is not None and len(sg.xyz) else None
@@ -244,7 +246,7 @@ def _prior_height(priors, category: str):
 
 
 def _lift_object(o: Object2D, mask: tuple, depth, valid, edges, K, g, floor, cfg: LiftConfig, priors,
-                 image_size, entry: dict, sparse: bool = False) -> str | None:
+                 image_size, entry: dict, depth_kind: str = "dense") -> str | None:
     """Lift one object in place into `entry`; returns a reason code when rejected.
 
     `mask` is the object's tight mask crop ((h, w) bool, row0, col0) in the image."""
@@ -266,17 +268,18 @@ def _lift_object(o: Object2D, mask: tuple, depth, valid, edges, K, g, floor, cfg
     if reason:
         return reason
     return _fit_object(o, xyz, hidden_edges(pix, y0, x0, step, step, depth, valid), K, g, floor, cfg, priors,
-                       image_size, entry, sparse)
+                       image_size, entry, depth_kind)
 
 
 def _fit_object(o: Object2D, xyz: np.ndarray, hidden3: tuple, K, g, floor, cfg: LiftConfig, priors, image_size,
-                entry: dict, sparse: bool) -> str | None:
+                entry: dict, depth_kind: str) -> str | None:
     """Clean an object's points, fit its box, fill `entry`; a reason code when rejected.
 
-    `hidden3` = (bottom, left, right): the object's image edges that are not observed."""
+    `hidden3` = (bottom, left, right): the object's image edges that are not observed.
+    `depth_kind`: sparse | dense | model (how much the object's depth is trusted)."""
     pts = clean_points(xyz, cfg)
     entry["quality"]["n_points"] = int(len(pts))
-    min_points = cfg.min_points_sparse if sparse else cfg.min_points
+    min_points = cfg.min_points_sparse if depth_kind == "sparse" else cfg.min_points
     if min_points is not None and len(pts) < min_points:
         return "too_few_points"
     if len(pts) < 3:
@@ -286,6 +289,12 @@ def _fit_object(o: Object2D, xyz: np.ndarray, hidden3: tuple, K, g, floor, cfg: 
     sides = (left, right)
     W, H = image_size
     x0, y0, x1, y1 = (float(v) for v in o.bbox_xyxy)
+    top_cut = y0 <= 1
+    if cfg.depth_prior_fusion and not hidden and not top_cut and y1 < H - 1:
+        scale = _fuse_depth(pts, y1 - y0, K, prior, prior_dims, depth_kind, cfg)
+        if scale != 1.0:
+            pts = pts * scale  # along the camera rays: the object's depth, corrected
+            entry["quality"]["depth_rescaled"] = round(scale, 4)
     box_h = None
     if cfg.height_from_box and y0 > 1 and y1 < H - 1 and not hidden:
         box_h = (y1 - y0) * float(np.median(pts[:, 2])) / float(K[1, 1])
@@ -293,7 +302,8 @@ def _fit_object(o: Object2D, xyz: np.ndarray, hidden3: tuple, K, g, floor, cfg: 
                   bottom_hidden=hidden, prior_max_height=None if prior is None else float(prior.max[1]),
                   sides_hidden=sides, box_height_m=box_h,
                   prior_length=None if prior_dims is None else float(max(prior_dims[0], prior_dims[2])),
-                  prior_max_dims=None if prior is None or prior.source == "generic" else np.asarray(prior.max, float))
+                  prior_max_dims=None if prior is None or prior.source == "generic" else np.asarray(prior.max, float),
+                  top_hidden=top_cut)
     box = fit.box
     zq = quantiles(pts[:, 2], 10, 90)
     entry["box3d"] = box.to_omni3d()
@@ -313,6 +323,31 @@ def _fit_object(o: Object2D, xyz: np.ndarray, hidden3: tuple, K, g, floor, cfg: 
         }
     )
     return reason
+
+
+def _fuse_depth(pts: np.ndarray, box_h_px: float, K, prior, prior_dims, depth_kind: str, cfg: LiftConfig) -> float:
+    """Factor correcting an object's depth by what its 2D box height says under its
+    category's height prior (1.0 when the category has no specific prior).
+
+    Two estimates of the object's distance, fused in log space by inverse variance: its
+    points' median depth z_p (relative error sigma_p = a + b * z_p, a and b per kind of
+    depth: `fuse_sigma_{dense,model,sparse}`: stereo and monocular models drift with range,
+    sensors and LiDAR do not) and fy * h_prior / box height (relative error: the prior's
+    log height spread). Indoors at a few metres the points win by orders of magnitude; a
+    stereo car at 50 m or a monocular model's global scale error moves towards the prior.
+    """
+    if prior is None or getattr(prior, "source", "generic") == "generic" or box_h_px <= 1:
+        return 1.0
+    a, b = getattr(cfg, f"fuse_sigma_{depth_kind}")
+    z_p = float(np.median(pts[:, 2]))
+    if z_p <= 0:
+        return 1.0
+    z_h = float(K[1, 1]) * float(prior_dims[1]) / box_h_px
+    sp = a + b * z_p
+    sh = min(max(math.log(max(float(prior.max[1]), 1e-3) / max(float(prior.min[1]), 1e-3)) / 5.0, 0.1), 0.5)
+    wp, wh = 1.0 / (sp * sp), 1.0 / (sh * sh)
+    z_f = math.exp((wp * math.log(z_p) + wh * math.log(z_h)) / (wp + wh))
+    return z_f / z_p
 
 
 def assess_box(box, bbox_xyxy, K, image_size, hidden3: tuple, prior, cfg: LiftConfig) -> tuple[dict, str | None]:
@@ -368,19 +403,21 @@ def _prior_box(o: Object2D, K, g, floor, cfg: LiftConfig, priors, image_size, en
     pw, ph, pl = (float(v) for v in dims)
     Kinv = np.linalg.inv(K)
     ray_c = Kinv @ np.array([(x0 + x1) / 2, (y0 + y1) / 2, 1.0])
-    z = None
-    how = "points"
-    if z_hint is not None:
-        z = z_hint + pl / 2  # the points are on the front face
-    elif floor is not None:
+    # candidate distances of the near face: the box height under the prior height (always),
+    # the ground contact of the box's bottom edge (on a floor), the few depth points (if any)
+    z_height = K[1, 1] * ph / (y1 - y0)
+    z_floor = None
+    if floor is not None:
         ray_b = Kinv @ np.array([(x0 + x1) / 2, y1, 1.0])
         down = float(ray_b @ floor.normal)
         if down > 1e-6:
-            z = float(floor.offset / down) * float(ray_b[2]) + pl / 2  # ground contact of the near face
-            how = "floor_contact"
-    if z is None:
-        z = K[1, 1] * ph / (y1 - y0) + pl / 2
-        how = "box_height"
+            z_floor = float(floor.offset / down) * float(ray_b[2])
+    z, how = z_height, "box_height"
+    if z_floor is not None and abs(math.log(z_floor / z_height)) < 0.4:
+        z, how = z_floor, "floor_contact"
+    if z_hint is not None and abs(math.log(z_hint / z)) < 0.3:
+        z, how = z_hint, "points"  # a handful of returns that agree with the geometry
+    z += pl / 2
     if not (cfg.min_depth_m <= z <= cfg.max_depth_m):
         return False
     center = ray_c * (z / ray_c[2])

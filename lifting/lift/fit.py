@@ -434,7 +434,7 @@ def fit_box(xyz_cam: np.ndarray, gravity_cam: np.ndarray, cfg: LiftConfig, *, fl
             prior_dims: np.ndarray | None = None, bottom_hidden: bool = False,
             prior_max_height: float | None = None, sides_hidden: tuple[bool, bool] = (False, False),
             box_height_m: float | None = None, prior_length: float | None = None,
-            prior_max_dims: np.ndarray | None = None) -> Fit:
+            prior_max_dims: np.ndarray | None = None, top_hidden: bool = False) -> Fit:
     """Gravity-aligned box (camera frame) of an object's cleaned points.
 
     Args:
@@ -456,6 +456,8 @@ def fit_box(xyz_cam: np.ndarray, gravity_cam: np.ndarray, cfg: LiftConfig, *, fl
             on the floor when it reaches it.
         prior_max_dims: (3,) the category's largest plausible (w, h, l): an extent along the
             view beyond it is smeared depth, cut back to the points' near part.
+        top_hidden: the object's top is cut by the image border: a box standing on the floor
+            grows upwards to the prior's typical height.
     """
     R = gravity_frame(gravity_cam)
     pg = np.asarray(xyz_cam @ R, dtype=np.float64)  # gravity frame: x right, y down, z forward (horizontal)
@@ -479,6 +481,9 @@ def fit_box(xyz_cam: np.ndarray, gravity_cam: np.ndarray, cfg: LiftConfig, *, fl
         fits_prior = prior_max_height is None or floor_offset - top <= 1.25 * prior_max_height
         if -0.1 < gap < cfg.floor_snap_m or (bottom_hidden and gap > 0 and fits_prior):
             bottom = floor_offset  # resting on (or noisily under) the floor
+            if top_hidden and prior_dims is not None and cfg.complete_with_priors:
+                # standing on the floor and cut at the top: as tall as the category typically is
+                top = min(top, bottom - float(prior_dims[1]))
     height = max(bottom - top, 1e-3)
     # the footprint from the sides only: a top face seen from above fills the rectangle's
     # interior and says nothing about the orientation
