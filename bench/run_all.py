@@ -3,7 +3,7 @@
 Each script writes its own bench/results/*.json; this runner records, in
 bench/results/run_all.json, which ran, their exit status, wall time, whether the budget
 stopped them and which result files they (re)wrote, plus the machine (cores, load).
-Sizes are chosen so that the whole suite stays under ~10 minutes on a 2-core machine;
+Sizes are chosen so that the whole suite stays under ~12 minutes on a 2-core machine;
 `--full` uses each script's own defaults (longer), `--only a,b` runs a subset.
 
     .venv/bin/python bench/run_all.py [--full] [--only bench_qa,bench_stages]
@@ -25,7 +25,7 @@ ROOT = Path(__file__).resolve().parents[1]
 BENCH = ROOT / "bench"
 RESULTS = BENCH / "results"
 
-#: name -> (arguments for the ~10-minute suite, time budget in seconds)
+#: name -> (arguments for the ~12-minute suite, time budget in seconds)
 SUITE: dict[str, tuple[list[str], int]] = {
     "bench_lift_core": (["--scenes", "16"], 150),
     "bench_stages": ([], 200),
@@ -35,6 +35,7 @@ SUITE: dict[str, tuple[list[str], int]] = {
     "bench_index": (["--annotations", "100000", "--images", "15000"], 150),
     "bench_eval_viz": (["--images", "400"], 120),
     "bench_eval_baseline": (["--scenes", "12"], 150),
+    "bench_real": (["--scenes", "6"], 420),
     "bench_llm": (["--n", "600"], 120),
     "bench_depth_gpu": ([], 300),
 }

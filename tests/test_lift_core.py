@@ -224,7 +224,7 @@ def test_object_depth_barely_sees_gets_its_prior_box_where_the_2d_box_says(how):
         e = _lift_one(scene, _obj(ob, scene, segmentation=None), depth=_zero_box(scene, ob))
     else:
         e = _lift_one(scene, _obj(ob, scene), min_points=100000)
-    assert e["status"] == "kept" and e["mask_source"] == "size_prior"
+    assert e["status"] == "kept" and e["quality"]["box_from"] == "size_prior"
     assert e["quality"]["depth_from"] == "floor_contact"
     assert e["quality"]["completed"] is True and e["quality"]["proj_iou"] > 0.5
     box = Box3D.from_omni3d(e["box3d"])

@@ -166,7 +166,7 @@ def test_sam_masks_reach_the_lifting_core(box_only_scenes, tmp_path):
     assert cli.main(["lift", *argv, "--out", str(tmp_path / "ann")]) == 0
     none_src = {o["mask_source"] for r, _ in iter_repository(tmp_path / "none" / "repository") for o in r["objects"]}
     ann_src = {o["mask_source"] for r, _ in iter_repository(tmp_path / "ann" / "repository") for o in r["objects"]}
-    assert none_src <= {"depth_box", None} and "annotation" in ann_src and "depth_box" not in ann_src
+    assert none_src <= {"depth_frustum", None} and "annotation" in ann_src and "depth_frustum" not in ann_src
 
 
 def test_depth_batches_share_a_canvas_and_cover_each_record_once():

@@ -56,7 +56,7 @@ class LiftConfig:
     # --- fitting
     height_from_box: bool = True  # the 2D box's metric height completes what depth missed (fit_box)
     depth_prior_fusion: bool = True  # an object's depth fused with its 2D box height under the height prior
-    fuse_sigma_dense: tuple[float, float] = (0.01, 0.003)  # relative depth error a + b * z of dense sensor/stereo depth
+    fuse_sigma_dense: tuple[float, float] = (0.01, 0.005)  # relative depth error a + b * z of dense sensor/stereo depth (b: ~2 px of KITTI disparity)
     fuse_sigma_model: tuple[float, float] = (0.08, 0.002)  # ... of a monocular depth model
     fuse_sigma_sparse: tuple[float, float] = (0.01, 0.0005)  # ... of LiDAR
     trim_pct: float = 0.5  # percentile trimming of extents

@@ -154,7 +154,10 @@ def lift_image(record: ImageRecord, depth: np.ndarray, K: np.ndarray, *, K_sourc
         from lifting.lift.frustum import segment_frustums
 
         heights = [_prior_height(priors, o.category) for o in box_only]
-        segs = segment_frustums(np.array([o.bbox_xyxy for o in box_only], dtype=np.float64), depth, valid, K, floor,
+        # dense depth: pixels on a depth discontinuity (flying pixels) bridge an object and
+        # what lies behind it; sparse depth has no pixel neighbours to judge that by
+        cand = valid if sparse else valid & ~edges
+        segs = segment_frustums(np.array([o.bbox_xyxy for o in box_only], dtype=np.float64), depth, cand, K, floor,
                                 cfg, sparse, heights, (W, H))
         for o, sg in zip(box_only, segs):
             if sg is None:
@@ -203,7 +206,7 @@ def lift_image(record: ImageRecord, depth: np.ndarray, K: np.ndarray, *, K_sourc
             sg = frustum.get(o.object_id)
             z_hint = float(np.median(sg.xyz[:, 2])) if sg is not None and len(sg.xyz) else None
             if _prior_box(o, K, g, floor, cfg, priors, (W, H), entry, z_hint):
-                reason, entry["mask_source"] = None, "size_prior"
+                reason = None
         if reason is None:
             entry["status"] = "kept"
         else:
@@ -291,7 +294,8 @@ def _fit_object(o: Object2D, xyz: np.ndarray, hidden3: tuple, K, g, floor, cfg: 
     x0, y0, x1, y1 = (float(v) for v in o.bbox_xyxy)
     top_cut = y0 <= 1
     if cfg.depth_prior_fusion and not hidden and not top_cut and y1 < H - 1:
-        scale = _fuse_depth(pts, y1 - y0, K, prior, prior_dims, depth_kind, cfg)
+        scale = _fuse_depth(pts, y1 - y0, K, prior, prior_dims, depth_kind, cfg,
+                            None if floor is None else float(floor.offset))
         if scale != 1.0:
             pts = pts * scale  # along the camera rays: the object's depth, corrected
             entry["quality"]["depth_rescaled"] = round(scale, 4)
@@ -325,7 +329,8 @@ def _fit_object(o: Object2D, xyz: np.ndarray, hidden3: tuple, K, g, floor, cfg: 
     return reason
 
 
-def _fuse_depth(pts: np.ndarray, box_h_px: float, K, prior, prior_dims, depth_kind: str, cfg: LiftConfig) -> float:
+def _fuse_depth(pts: np.ndarray, box_h_px: float, K, prior, prior_dims, depth_kind: str, cfg: LiftConfig,
+                camera_height: float | None = None) -> float:
     """Factor correcting an object's depth by what its 2D box height says under its
     category's height prior (1.0 when the category has no specific prior).
 
@@ -335,6 +340,8 @@ def _fuse_depth(pts: np.ndarray, box_h_px: float, K, prior, prior_dims, depth_ki
     sensors and LiDAR do not) and fy * h_prior / box height (relative error: the prior's
     log height spread). Indoors at a few metres the points win by orders of magnitude; a
     stereo car at 50 m or a monocular model's global scale error moves towards the prior.
+    Seen from above (camera higher than the object's top, `camera_height` over the floor),
+    the box height also spans the top face's depth: D = fy (h + drop * l / D) / box height.
     """
     if prior is None or getattr(prior, "source", "generic") == "generic" or box_h_px <= 1:
         return 1.0
@@ -342,7 +349,12 @@ def _fuse_depth(pts: np.ndarray, box_h_px: float, K, prior, prior_dims, depth_ki
     z_p = float(np.median(pts[:, 2]))
     if z_p <= 0:
         return 1.0
-    z_h = float(K[1, 1]) * float(prior_dims[1]) / box_h_px
+    fy, ph = float(K[1, 1]), float(prior_dims[1])
+    z_h = fy * ph / box_h_px
+    if camera_height is not None and camera_height > ph:
+        depth_l = 0.5 * (float(prior_dims[0]) + float(prior_dims[2]))
+        for _ in range(3):  # fixed point of D = fy (h + drop l / D) / box height
+            z_h = fy * (ph + (camera_height - ph) * depth_l / z_h) / box_h_px
     sp = a + b * z_p
     sh = min(max(math.log(max(float(prior.max[1]), 1e-3) / max(float(prior.min[1]), 1e-3)) / 5.0, 0.1), 0.5)
     wp, wh = 1.0 / (sp * sp), 1.0 / (sh * sh)
@@ -389,9 +401,10 @@ def _prior_box(o: Object2D, K, g, floor, cfg: LiftConfig, priors, image_size, en
     any (`z_hint`, their median z), else where the box's bottom edge meets the floor, else
     what the prior height predicts from the box height (fy * h / box height). Only for a
     specific (non-generic) prior and a 2D box whose top and bottom are inside the image; the
-    box faces the camera (long side across the view, like the completion's default). The
-    object is kept with `mask_source` "size_prior" when the box passes the same filters as
-    any other; returns whether it did (entry filled either way).
+    yaw is the one whose projection fills the 2D box best. The object is kept when the box
+    passes the same filters as
+    any other (`quality.box_from` "size_prior", `quality.depth_from` saying which distance
+    was used); returns whether it did (entry filled either way).
     """
     from lifting.boxes import Box3D, gravity_frame
 
@@ -437,5 +450,6 @@ def _prior_box(o: Object2D, K, g, floor, cfg: LiftConfig, priors, image_size, en
     box = best[1]
     entry["box3d"] = box.to_omni3d()
     figures, reason = assess_box(box, o.bbox_xyxy, K, image_size, (False, False, False), prior, cfg)
-    entry["quality"].update({**figures, "completed": True, "prior": prior.source, "depth_from": how})
+    entry["quality"].update({**figures, "completed": True, "prior": prior.source, "box_from": "size_prior",
+                             "depth_from": how})
     return reason is None

@@ -475,7 +475,7 @@ def fit_box(xyz_cam: np.ndarray, gravity_cam: np.ndarray, cfg: LiftConfig, *, fl
         if extra < 0.3 * box_height_m and target > 1.15 * (bottom - top):
             bottom = top + target
             if floor_offset is not None and bottom > floor_offset:  # below the floor: stand on it
-                top, bottom = max(floor_offset - target, top), floor_offset
+                top, bottom = min(floor_offset - target, top), floor_offset
     if floor_offset is not None:
         gap = floor_offset - bottom
         fits_prior = prior_max_height is None or floor_offset - top <= 1.25 * prior_max_height
