@@ -309,3 +309,29 @@ def test_non_finite_box_is_implausible_whatever_the_prior(dims):
     box = Box3D.from_gravity([0.0, 0.0, 3.0], dims, 0.0)
     for prior in (None, SizePriors.load().get("chair")):
         assert check_box(box, 1.0, 0.0, prior, LiftConfig()) == "implausible_size"
+
+
+# ----------------------------------------------------------------------------- sparse depth
+@pytest.mark.parametrize("box_only", [False, True])
+def test_lidar_depth_lifts_objects_from_their_returns(box_only):
+    """LiDAR depth (64 scan lines, a few % of the pixels): objects are lifted from the returns
+    inside their mask or their box frustum, not rejected because pixel neighbourhoods are
+    empty. Realistic outdoor scenes (cars, pedestrians, cyclists), gravity estimated."""
+    ious, kept, n = [], 0, 0
+    for seed in range(3):
+        scene = generate_scene(seed, SceneConfig.realistic_outdoor(), NoiseConfig.lidar())
+        assert 0.01 < (scene.depth_noisy > 0).mean() < 0.15
+        rec, gts = scene_record(scene, seed, box_only=box_only, gravity=False)
+        rec.objects = [o for o, ob in zip(rec.objects, gts) if ob.annotated]
+        gts = [ob for ob in gts if ob.annotated]
+        out = lift_image(rec, scene.depth_noisy, scene.K, K_source="dataset", depth_source="sensor")
+        assert validation_error(out, "image_record") is None
+        for ob, e in zip(gts, out["objects"]):
+            n += 1
+            if e["status"] == "kept":
+                kept += 1
+                ious.append(iou_3d(Box3D.from_omni3d(e["box3d"]), ob.box))
+            else:
+                ious.append(0.0)
+    assert kept >= 0.8 * n
+    assert np.mean(ious) > 0.3

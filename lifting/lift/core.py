@@ -261,6 +261,17 @@ def _lift_object(o: Object2D, mask: tuple, depth, valid, edges, K, g, floor, cfg
     x0, x1 = min(sl[1].start, mx0), max(sl[1].stop, mx0 + mc.shape[1])
     win = np.zeros((y1 - y0, x1 - x0), dtype=bool)
     win[my0 - y0:my0 - y0 + mc.shape[0], mx0 - x0:mx0 - x0 + mc.shape[1]] = mc
+    if depth_kind == "sparse":
+        # LiDAR: a few % of the mask's pixels have a return, with no neighbours to erode or
+        # smooth against: the returns inside the mask are the object's points
+        vv, uu = np.nonzero(win & valid[y0:y1, x0:x1])
+        if len(vv) == 0:
+            return "depth_invalid"
+        from lifting.camera import unproject_points
+
+        xyz = unproject_points(np.stack([uu + x0, vv + y0], axis=1), depth[vv + y0, uu + x0], K)
+        border = (y1 >= H - 1, x0 <= 0, x1 >= W - 1)  # occluders are not visible in sparse depth
+        return _fit_object(o, xyz, border, K, g, floor, cfg, priors, image_size, entry, depth_kind)
     # large objects: work on a strided crop of about max_crop_pixels (pixel-level cost is
     # proportional to the crop; the box fit needs a few thousand points at most)
     step = max(1, int(np.ceil(np.sqrt((y1 - y0) * (x1 - x0) / cfg.max_crop_pixels))))

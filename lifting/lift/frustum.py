@@ -87,8 +87,8 @@ def _frustum(b, depth, valid, K, floor, cfg: LiftConfig, sparse: bool):
                 acc += np.where(ok, depth[vv, uu], 0.0)
                 cnt += ok
         z = acc / np.maximum(cnt, 1)
-    x = (u + 0.5 - K[0, 2]) * z / K[0, 0]
-    y = (v + 0.5 - K[1, 2]) * z / K[1, 1]
+    x = (u - K[0, 2]) * z / K[0, 0]  # lifting.camera: the centre of pixel (0, 0) is (0, 0)
+    y = (v - K[1, 2]) * z / K[1, 1]
     xyz = np.stack([x, y, z], axis=1)
     uv = np.stack([u, v], axis=1)
     if floor is not None:

@@ -210,15 +210,16 @@ def project_points_to_depth(xyz: np.ndarray, to_cam: np.ndarray, K: np.ndarray, 
         xyz: (N, 3) points in their own frame (LiDAR, upright depth frame, ...), metres.
         to_cam: (4, 4) rigid transform point frame -> camera frame (OpenCV, +z forward).
         K: (3, 3) intrinsics; width, height: the image size in pixels.
-    Each point lands in the pixel that contains its projection; where several do, the
-    nearest wins (a z-buffer: the LiDAR sees past the camera's occluders otherwise).
+    Each point lands in the pixel whose centre is nearest to its projection (the centre of
+    pixel (0, 0) is (0, 0), as in lifting.camera); where several do, the nearest wins (a z-buffer: the LiDAR sees past the camera's occluders otherwise).
     """
     T = np.asarray(to_cam, dtype=np.float64)
     cam = xyz.astype(np.float64) @ T[:3, :3].T + T[:3, 3]
     cam = cam[np.isfinite(cam).all(axis=1) & (cam[:, 2] > min_depth)]
     uvw = cam @ np.asarray(K, dtype=np.float64).T
-    u = np.floor(uvw[:, 0] / uvw[:, 2]).astype(np.int64)
-    v = np.floor(uvw[:, 1] / uvw[:, 2]).astype(np.int64)
+    # the pixel whose centre is nearest (lifting.camera: the centre of pixel (0, 0) is (0, 0))
+    u = np.rint(uvw[:, 0] / uvw[:, 2]).astype(np.int64)
+    v = np.rint(uvw[:, 1] / uvw[:, 2]).astype(np.int64)
     ok = (u >= 0) & (u < width) & (v >= 0) & (v < height)
     z, flat = cam[ok, 2], v[ok] * width + u[ok]
     order = np.lexsort((z, flat))  # by pixel, nearest first
