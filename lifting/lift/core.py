@@ -340,6 +340,26 @@ def _fit_object(o: Object2D, xyz: np.ndarray, hidden3: tuple, K, g, floor, cfg: 
     return reason
 
 
+def _box_distance(box_h_px: float, K, prior_dims, camera_height: float | None) -> float:
+    """Distance (metres) at which an object of the prior's height fills `box_h_px` rows.
+
+    Seen from above (camera higher than the object's top, `camera_height` over the floor),
+    the box height also spans the top face's depth: D = fy (h + drop * l / D) / box height,
+    solved by a few fixed-point steps."""
+    fy, ph = float(K[1, 1]), float(prior_dims[1])
+    z_h = fy * ph / box_h_px
+    if camera_height is not None and camera_height > ph:
+        depth_l = 0.5 * (float(prior_dims[0]) + float(prior_dims[2]))
+        for _ in range(3):
+            z_h = fy * (ph + (camera_height - ph) * depth_l / z_h) / box_h_px
+    return z_h
+
+
+def _height_sigma(prior) -> float:
+    """Log-space spread of a category's heights (its plausible range as about +-2.5 sigma)."""
+    return min(max(math.log(max(float(prior.max[1]), 1e-3) / max(float(prior.min[1]), 1e-3)) / 5.0, 0.1), 0.5)
+
+
 def _fuse_depth(pts: np.ndarray, box_h_px: float, K, prior, prior_dims, depth_kind: str, cfg: LiftConfig,
                 camera_height: float | None = None) -> float:
     """Factor correcting an object's depth by what its 2D box height says under its
@@ -351,8 +371,7 @@ def _fuse_depth(pts: np.ndarray, box_h_px: float, K, prior, prior_dims, depth_ki
     sensors and LiDAR do not) and fy * h_prior / box height (relative error: the prior's
     log height spread). Indoors at a few metres the points win by orders of magnitude; a
     stereo car at 50 m or a monocular model's global scale error moves towards the prior.
-    Seen from above (camera higher than the object's top, `camera_height` over the floor),
-    the box height also spans the top face's depth: D = fy (h + drop * l / D) / box height.
+    z_h comes from `_box_distance` (the top face seen from above included).
     """
     if prior is None or getattr(prior, "source", "generic") == "generic" or box_h_px <= 1:
         return 1.0
@@ -360,14 +379,9 @@ def _fuse_depth(pts: np.ndarray, box_h_px: float, K, prior, prior_dims, depth_ki
     z_p = float(np.median(pts[:, 2]))
     if z_p <= 0:
         return 1.0
-    fy, ph = float(K[1, 1]), float(prior_dims[1])
-    z_h = fy * ph / box_h_px
-    if camera_height is not None and camera_height > ph:
-        depth_l = 0.5 * (float(prior_dims[0]) + float(prior_dims[2]))
-        for _ in range(3):  # fixed point of D = fy (h + drop l / D) / box height
-            z_h = fy * (ph + (camera_height - ph) * depth_l / z_h) / box_h_px
+    z_h = _box_distance(box_h_px, K, prior_dims, camera_height)
     sp = a + b * z_p
-    sh = min(max(math.log(max(float(prior.max[1]), 1e-3) / max(float(prior.min[1]), 1e-3)) / 5.0, 0.1), 0.5)
+    sh = _height_sigma(prior)
     wp, wh = 1.0 / (sp * sp), 1.0 / (sh * sh)
     z_f = math.exp((wp * math.log(z_p) + wh * math.log(z_h)) / (wp + wh))
     return z_f / z_p
