@@ -16,9 +16,12 @@ against the dataset's own GT boxes:
   depth scale x0.8 / 0.9 / 1.1 / 1.25, a smooth low-frequency distortion, edge blur, and a
   field-of-view prior (60 degrees) instead of the true K. This table lifts in process
   (`lift_image` + `Evaluator`, the functions `lift3d lift` / `eval` call) because it
-  perturbs the depth and K between reading and lifting.
+  perturbs the depth and K between reading and lifting; perturbed depth is lifted as a depth
+  model's (`depth_source` model:..., as in production), the first row as the sensor's.
 
     .venv/bin/python bench/bench_real.py [--no-sensitivity] [--no-synthetic] [--scenes N]
+
+It also times `lift_image` per object on each real set (boxes only, best of 3).
 
 Writes bench/results/bench_real.json and prints the tables as Markdown. Frames not present
 (../shared/data/real3d absent) are skipped with a line saying so.
@@ -101,8 +104,12 @@ def figures(rows: list[dict]) -> dict:
     }
 
 
-def read_rows(path: Path) -> list[dict]:
-    return [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
+def read_rows(path: Path, report: dict) -> list[dict]:
+    """Per-object rows of `lift3d eval --per-object`, plus one "missing" row for each GT object
+    of an image absent from the repository (the summary counts them; the file lists only the
+    images the repository has)."""
+    rows = [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
+    return rows + [{"status": "missing"}] * max(0, int(report["gt_objects"]) - len(rows))
 
 
 def run_set(tmp: Path, name: str, source: str, ann: str, images: str | None, extra: list[str]) -> dict:
@@ -118,8 +125,8 @@ def run_set(tmp: Path, name: str, source: str, ann: str, images: str | None, ext
         lift(base + ["--out", str(d)], lift_fn=fn)
         cpu = time.process_time() - t
         per = tmp / name / f"{method}.jsonl"
-        evaluate(d, ann, source, per)
-        out[method] = {"rows": read_rows(per), "lift_cpu_s": round(cpu, 2)}
+        report = evaluate(d, ann, source, per)
+        out[method] = {"rows": read_rows(per, report), "lift_cpu_s": round(cpu, 2)}
     return out
 
 
@@ -168,8 +175,8 @@ def run_synthetic(tmp: Path, name: str, ann: str, images: str) -> dict:
         d = tmp / name / method
         lift(base + ["--out", str(d)], lift_fn=fn)
         per = tmp / name / f"{method}.jsonl"
-        evaluate(d, ann, "omni3d", per)
-        out[method] = {"rows": read_rows(per)}
+        report = evaluate(d, ann, "omni3d", per)
+        out[method] = {"rows": read_rows(per, report)}
     return out
 
 
@@ -202,7 +209,7 @@ def perturbations():
         H, W = d.shape
         return d, K_from_fov(W, H, 60.0)
 
-    return {"true depth and K": scale(1.0), "depth x0.8": scale(0.8), "depth x0.9": scale(0.9),
+    return {"sensor depth, true K": scale(1.0), "same depth as a model's": scale(1.0), "depth x0.8": scale(0.8), "depth x0.9": scale(0.9),
             "depth x1.1": scale(1.1), "depth x1.25": scale(1.25), "smooth +-10% distortion": lowfreq,
             "edge blur (9 px)": blur, "60 deg FoV prior for K": fov}
 
@@ -232,9 +239,46 @@ def sensitivity(sets: dict) -> dict:
                 for o in r2.objects:
                     o.segmentation, o.gt_box3d = None, None
                 dp, Kp = f(d.astype(np.float64), np.asarray(r.K, dtype=np.float64), rng)
-                ev.add(lift_image(r2, dp.astype(np.float32), Kp, K_source="dataset", depth_source="sensor"))
+                # as a depth model's output (depth_source model:...), which is what the
+                # production path lifts: the per-object depth/prior fusion uses the model's sigma
+                source = "sensor" if pname == "sensor depth, true K" else "model:perturbed"
+                ev.add(lift_image(r2, dp.astype(np.float32), Kp, K_source="dataset", depth_source=source))
             row[pname] = round(ev.summary()["mean_iou3d"] or 0.0, 3)
         out[name] = row
+    return out
+
+
+def timing(sets: dict) -> dict:
+    """CPU ms per object of `lift_image` on each real set, boxes only, best of 3 passes (one
+    core; the per-image work -- validity, floor search, frustums -- included)."""
+    import numpy as np
+
+    from lifting.lift import lift_image
+    from lifting.records import ImageRecord
+    from lifting.sources import open_source
+    from lifting.sources.depth_io import read_record_depth
+
+    out = {}
+    for name, (source, ann, extra) in sets.items():
+        kw = {"sensor_depth": extra[1]} if extra[:1] == ["--sensor-depth"] else {}
+        items = []
+        for r in open_source(source, annotations=ann, **kw).iter_records():
+            if not hasattr(r, "objects"):
+                continue
+            r2 = ImageRecord.from_dict(r.to_dict())
+            for o in r2.objects:
+                o.segmentation, o.gt_box3d = None, None
+            items.append((r2, read_record_depth(r.to_dict()), np.asarray(r.K, dtype=np.float64)))
+        n = sum(len(r.objects) for r, _, _ in items)
+        lift_image(*items[0], K_source="dataset", depth_source="sensor")  # compile / warm up
+        best = float("inf")
+        for _ in range(3):
+            t = time.process_time()
+            for r, d, K in items:
+                lift_image(r, d, K, K_source="dataset", depth_source="sensor")
+            best = min(best, time.process_time() - t)
+        out[name] = {"objects": n, "images": len(items), "ms_per_object": round(1000 * best / max(n, 1), 2),
+                     "ms_per_image": round(1000 * best / max(len(items), 1), 1)}
     return out
 
 
@@ -291,6 +335,8 @@ def main() -> int:
                 result["synthetic"][name] = {"kind": "synthetic", **{m: figures(r[m]["rows"]) for m in r}}
                 print(f"[bench_real] {name}: lift3d {result['synthetic'][name]['lift3d']['mean_iou3d']}",
                       file=sys.stderr)
+        if present:
+            result["timing"] = timing(present)
         if not args.no_sensitivity and present:
             dense = {k: v for k, v in present.items() if k in ("sunrgbd_toolbox", "kitti_stereo", "kitti_lidar")}
             result["sensitivity"] = sensitivity(dense)
@@ -312,6 +358,11 @@ def main() -> int:
     for name, g in result["gt_filter"].items():
         print(f"- {name}: {g['rejected']} of {g['gt_objects']} {g['by_reason']}")
     print(f"- overall: {n_rej} of {n_gt}")
+    if result.get("timing"):
+        print("\n## CPU time of lift_image, boxes only (best of 3, one core)\n")
+        for name, t in result["timing"].items():
+            print(f"- {name}: {t['ms_per_object']} ms per object, {t['ms_per_image']} ms per image "
+                  f"({t['objects']} objects, {t['images']} images)")
     if result["sensitivity"]:
         names = list(result["sensitivity"])
         print("\n## Sensitivity to the depth model (mean 3D IoU, all objects)\n")

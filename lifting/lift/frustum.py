@@ -147,8 +147,10 @@ def _choose(xyz, uv, b, K, cfg: LiftConfig, prior_h: float | None, prior_spread:
     for c in np.flatnonzero(big):
         idx = order[bounds[c]:bounds[c + 1]]
         uc, vc = uv[idx, 0], uv[idx, 1]
-        fu = (np.percentile(uc, 98) - np.percentile(uc, 2) + 1) / bw
-        fv = (np.percentile(vc, 98) - np.percentile(vc, 2) + 1) / bh
+        qu = np.quantile(uc, (0.02, 0.98))
+        qv = np.quantile(vc, (0.02, 0.98))
+        fu = (qu[1] - qu[0] + 1) / bw
+        fv = (qv[1] - qv[0] + 1) / bh
         fill = min(fu, 1.0) * min(fv, 1.0)
         share = counts[c] / n
         med[c] = float(np.median(z[idx]))
@@ -223,7 +225,7 @@ def segment_frustums(boxes_xyxy: np.ndarray, depth: np.ndarray, valid: np.ndarra
             near = (xyz[:, 2] >= sj.z_lo * (1 - cfg.component_merge_rel)) & \
                    (xyz[:, 2] <= sj.z_hi * (1 + cfg.component_merge_rel))
             drop |= inside & near
-        seg = choose(i, drop if drop.any() else None)
+        seg = choose(i, drop) if drop.any() else first[i]  # nothing claimed: the first choice stands
         if seg is None:
             continue
         depths = [out[j].z_med if out[j] is not None else None for j in range(n)]

@@ -128,9 +128,12 @@ def find_floor(xyz: np.ndarray, valid: np.ndarray, cfg: LiftConfig, gravity_cam=
     n, d = n[keep], d[keep]
     if len(n) == 0:
         return None
-    scores = _score(p, n, d, cfg)
+    # hypotheses are ranked on a fixed subsample (the (points x hypotheses) test is the
+    # per-image cost); the winner is refined on all points
+    ps = p[:: max(1, len(p) // 1000)]
+    scores = _score(ps, n, d, cfg)
     best = int(np.argmax(scores))
-    if scores[best] < cfg.floor_min_support * len(p):
+    if scores[best] < cfg.floor_min_support * len(ps):
         return None
     nn, dd = _refine(p, n[best], float(d[best]), cfg)
     if nn @ UPRIGHT < cos_tilt:
