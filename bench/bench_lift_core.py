@@ -124,7 +124,8 @@ def per_object_times(scene, rec, config=None) -> list[tuple[str, float]]:
         if m is None:
             continue
         known = {"o": o, "mask": m, "depth": depth, "valid": valid, "edges": edges, "K": K, "g": grav.gravity_cam,
-                 "floor": grav.floor, "cfg": cfg, "priors": priors, "image_size": (W, H), "entry": {"quality": {}}}
+                 "floor": grav.floor, "cfg": cfg, "priors": priors, "image_size": (W, H), "entry": {"quality": {}},
+                 "depth_kind": "dense"}
         if any(n not in known for n in names):
             raise TypeError(f"_lift_object{tuple(names)}: unknown parameters, update bench_lift_core")
         _, dt = cpu(_lift_object, *[known[n] for n in names])
