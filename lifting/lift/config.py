@@ -51,6 +51,7 @@ class LiftConfig:
     floor_inlier_m: float = 0.03  # + floor_inlier_rel * z
     floor_inlier_rel: float = 0.01
     floor_max_tilt_deg: float = 35.0  # floor normal within this of the upright default
+    floor_tilt_scale_deg: float = 20.0  # RANSAC prefers planes nearer upright: score x exp(-(tilt / this)^2 / 2)
     floor_min_support: float = 0.04  # inlier fraction of the valid pixels to trust a floor
     floor_snap_m: float = 0.3  # box bottom within this above the floor snaps to it
     # --- fitting

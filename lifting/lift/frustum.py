@@ -17,7 +17,8 @@ reasoning over all boxes of the image together:
    with the depth the category's height prior predicts from the 2D box height; the nearest
    cluster among those scoring close to the best is the object (the background fills boxes
    too, but lies behind); clusters at the same depth (an object split by an occluder) join;
-4. occlusion order: objects are re-segmented from near to far, each losing the points that
+4. occlusion order: objects are re-segmented from near to far (at about the same depth, the
+   one whose box its cluster fills best first), each losing the points that
    a nearer object already claimed (inside the overlap of the two boxes and within the
    nearer object's depth range); a box side covered by a nearer object's box, or at the
    image border, is *hidden* (the fit may complete the object towards it).
@@ -50,6 +51,7 @@ class FrustumSeg:
     z_med: float
     hidden: tuple[bool, bool, bool] = (False, False, False)  # (bottom, left, right) unobserved
     step: int = 1  # pixel stride of the frustum subsample the points come from
+    fill: float = 1.0  # how the cluster fills the 2D box (extent fraction, width x height)
 
 
 def _frustum(b, depth, valid, K, floor, cfg: LiftConfig, sparse: bool):
@@ -210,10 +212,16 @@ def segment_frustums(boxes_xyxy: np.ndarray, depth: np.ndarray, valid: np.ndarra
             return None
         p, q = xyz[sel], uv[sel]
         lo, md, hi = np.percentile(p[:, 2], [5, 50, 95])
-        return FrustumSeg(p, q, float(lo), float(hi), float(md), step=step)
+        b = boxes_xyxy[i]
+        qu, qv = np.quantile(q[:, 0], (0.02, 0.98)), np.quantile(q[:, 1], (0.02, 0.98))
+        fill = min((qu[1] - qu[0] + 1) / max(b[2] - b[0], 1.0), 1.0) * min((qv[1] - qv[0] + 1) / max(b[3] - b[1], 1.0), 1.0)
+        return FrustumSeg(p, q, float(lo), float(hi), float(md), step=step, fill=float(fill))
 
     first = [choose(i) for i in range(n)]
-    order = sorted(range(n), key=lambda i: first[i].z_med if first[i] is not None else np.inf)
+    # near to far; at about the same depth, the object whose box the cluster fills best owns
+    # it first (a table before the chair pushed under it, whose box also holds the table top)
+    order = sorted(range(n), key=lambda i: first[i].z_med * math.exp(-0.5 * first[i].fill)
+                   if first[i] is not None else np.inf)
     out: list[FrustumSeg | None] = [None] * n
     done: list[int] = []
     for i in order:

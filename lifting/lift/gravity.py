@@ -112,34 +112,55 @@ def find_floor(xyz: np.ndarray, valid: np.ndarray, cfg: LiftConfig, gravity_cam=
         return Floor(n, d, float(inl.mean()))
     # free normal: RANSAC over point triplets, normals within the tilt cone around upright
     lower = p[p[:, 1] > np.median(p[:, 1])] if len(p) > 200 else p
+    # hypotheses are ranked on a fixed subsample (the (points x hypotheses) test is the
+    # per-image cost); the winner is refined on all points
+    ps = p[:: max(1, len(p) // 1000)]
+    found = _ransac(lower, ps, cfg, rng)
+    if found is None:
+        return None
+    n1, d1 = found
+    # the floor is the *lowest* large plane: a bed or a table top can hold more points than
+    # the floor around it and, slightly tilted, still pass the nothing-below test. When
+    # enough points lie well below the winner, search them for a plane of their own.
+    below = p[(p @ n1 - d1) > 0.15]
+    if len(below) >= cfg.floor_min_support * len(p):
+        lower_plane = _ransac(below, ps, cfg, rng)
+        if lower_plane is not None and lower_plane[1] > d1 + 0.1:
+            n1, d1 = lower_plane
+    nn, dd = _refine(p, n1, d1, cfg)
+    if nn @ UPRIGHT < math.cos(math.radians(cfg.floor_max_tilt_deg)):
+        return None
+    support = float((np.abs(p @ nn - dd) < _inlier_tol(p, cfg)).mean())
+    return Floor(nn, dd, support)
+
+
+def _ransac(cand: np.ndarray, ps: np.ndarray, cfg: LiftConfig, rng) -> tuple[np.ndarray, float] | None:
+    """Best floor hypothesis (normal, offset) from triplets of `cand` (N, 3), scored on `ps`
+    (M, 3) by `_score`; None without one within the tilt cone, below the camera, supported."""
     it = cfg.floor_ransac_iters
-    tri = lower[rng.integers(0, len(lower), size=(it, 3))]
+    tri = cand[rng.integers(0, len(cand), size=(it, 3))]
     n = np.cross(tri[:, 1] - tri[:, 0], tri[:, 2] - tri[:, 0])
     norm = np.linalg.norm(n, axis=1)
     ok = norm > 1e-9
     n = n[ok] / norm[ok, None]
     tri = tri[ok]
     n *= np.sign(n[:, 1:2] + 1e-12)  # orient "down" (+y)
-    cos_tilt = math.cos(math.radians(cfg.floor_max_tilt_deg))
-    keep = n @ UPRIGHT > cos_tilt
+    keep = n @ UPRIGHT > math.cos(math.radians(cfg.floor_max_tilt_deg))
     n, tri = n[keep], tri[keep]
     d = np.einsum("ij,ij->i", n, tri[:, 0])
     keep = d > 0.2  # below the camera
     n, d = n[keep], d[keep]
     if len(n) == 0:
         return None
-    # hypotheses are ranked on a fixed subsample (the (points x hypotheses) test is the
-    # per-image cost); the winner is refined on all points
-    ps = p[:: max(1, len(p) // 1000)]
     scores = _score(ps, n, d, cfg)
-    best = int(np.argmax(scores))
+    # near-equal planes: the one nearer upright (a tilted plane through the floor's few
+    # points and a bed's or table's can outscore the floor by a point or two; cameras are
+    # upright more often than not, 20 degrees costs a third of the score)
+    tilt = np.degrees(np.arccos(np.clip(n @ UPRIGHT, -1.0, 1.0)))
+    best = int(np.argmax(scores * np.exp(-0.5 * (tilt / cfg.floor_tilt_scale_deg) ** 2)))
     if scores[best] < cfg.floor_min_support * len(ps):
         return None
-    nn, dd = _refine(p, n[best], float(d[best]), cfg)
-    if nn @ UPRIGHT < cos_tilt:
-        return None
-    support = float((np.abs(p @ nn - dd) < _inlier_tol(p, cfg)).mean())
-    return Floor(nn, dd, support)
+    return n[best], float(d[best])
 
 
 def sample_points(depth: np.ndarray, valid: np.ndarray, K: np.ndarray, n: int = 4000, seed: int = 0):
