@@ -64,6 +64,7 @@ class LiftConfig:
     round_residual: float = 0.03  # circle-fit RMS / radius of the front outline below which it is round
     complete_with_priors: bool = True
     prior_fallback: bool = True  # an object depth barely sees gets its prior size where its 2D box says (core._prior_box)
+    refit_below_proj_iou: float = 0.5  # ... and so does a fit projecting below this IoU, when that box agrees better
     prior_scale_clip: tuple[float, float] = (0.6, 1.6)
     prior_front_bias: float = 0.3  # log-units favouring "the long side faces the camera"
     # --- box-only segmentation

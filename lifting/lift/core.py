@@ -205,7 +205,7 @@ def lift_image(record: ImageRecord, depth: np.ndarray, K: np.ndarray, *, K_sourc
         if reason in ("no_foreground_cluster", "too_few_points") and cfg.prior_fallback:
             sg = frustum.get(o.object_id)
             z_hint = float(np.median(sg.xyz[:, 2])) if sg is not None and len(sg.xyz) else None
-            if _prior_box(o, K, g, floor, cfg, priors, (W, H), entry, z_hint):
+            if _prior_box(o, K, g, floor, cfg, priors, (W, H), entry, z_hint, depth_kind):
                 reason = None
         if reason is None:
             entry["status"] = "kept"
@@ -337,6 +337,17 @@ def _fit_object(o: Object2D, xyz: np.ndarray, hidden3: tuple, K, g, floor, cfg: 
             "prior": None if prior is None else prior.source,
         }
     )
+    if (cfg.prior_fallback and figures["proj_iou_visible"] < cfg.refit_below_proj_iou and not any(hidden3)
+            and prior is not None and getattr(prior, "source", "generic") != "generic"):
+        # the fit disagrees with the 2D box (smeared or noisy depth stretched the footprint
+        # the wrong way): the category's box placed at the points' depth, oriented to fill
+        # the 2D box, replaces it when it agrees clearly better
+        alt = {"quality": {}}
+        if _prior_box(o, K, g, floor, cfg, priors, image_size, alt, float(np.median(pts[:, 2])), depth_kind) and \
+                alt["quality"]["proj_iou"] > figures["proj_iou_visible"] + 0.1:
+            entry["box3d"] = alt["box3d"]
+            entry["quality"].update(alt["quality"], completed=True)
+            return None
     return reason
 
 
@@ -418,7 +429,7 @@ def assess_box(box, bbox_xyxy, K, image_size, hidden3: tuple, prior, cfg: LiftCo
 
 
 def _prior_box(o: Object2D, K, g, floor, cfg: LiftConfig, priors, image_size, entry: dict,
-               z_hint: float | None) -> bool:
+               z_hint: float | None, depth_kind: str = "dense") -> bool:
     """Box of an object that depth barely sees (a far car with a few LiDAR returns, a dark
     or thin object): the category's typical size, standing where its 2D box says.
 
@@ -454,7 +465,11 @@ def _prior_box(o: Object2D, K, g, floor, cfg: LiftConfig, priors, image_size, en
     if z_floor is not None and abs(math.log(z_floor / z_height)) < 0.4:
         z, how = z_floor, "floor_contact"
     if z_hint is not None and abs(math.log(z_hint / z)) < 0.3:
-        z, how = z_hint, "points"  # a handful of returns that agree with the geometry
+        # a handful of returns that agree with the geometry: both, by inverse variance
+        a, b = getattr(cfg, f"fuse_sigma_{depth_kind}")
+        sp, sh = a + b * z_hint, _height_sigma(prior)
+        wp, wh = 1.0 / (sp * sp), 1.0 / (sh * sh)
+        z, how = math.exp((wp * math.log(z_hint) + wh * math.log(z)) / (wp + wh)), "points"
     z += pl / 2
     if not (cfg.min_depth_m <= z <= cfg.max_depth_m):
         return False
