@@ -338,10 +338,12 @@ def _fit_object(o: Object2D, xyz: np.ndarray, hidden3: tuple, K, g, floor, cfg: 
         }
     )
     if (cfg.prior_fallback and figures["proj_iou_visible"] < cfg.refit_below_proj_iou and not any(hidden3)
+            and reason in (None, "low_projected_iou")
             and prior is not None and getattr(prior, "source", "generic") != "generic"):
         # the fit disagrees with the 2D box (smeared or noisy depth stretched the footprint
         # the wrong way): the category's box placed at the points' depth, oriented to fill
-        # the 2D box, replaces it when it agrees clearly better
+        # the 2D box, replaces it when it agrees clearly better (not when the observed size
+        # contradicts the category: that stays a size rejection)
         alt = {"quality": {}}
         if _prior_box(o, K, g, floor, cfg, priors, image_size, alt, float(np.median(pts[:, 2])), depth_kind) and \
                 alt["quality"]["proj_iou"] > figures["proj_iou_visible"] + 0.1:
