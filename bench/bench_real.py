@@ -223,6 +223,7 @@ def sensitivity(sets: dict) -> dict:
     from lifting.records import ImageRecord
     from lifting.sources import open_source
     from lifting.sources.depth_io import read_record_depth
+    from pipelines.transforms import sensor_depth_source
 
     out = {}
     for name, (source, ann, extra) in sets.items():
@@ -241,7 +242,7 @@ def sensitivity(sets: dict) -> dict:
                 dp, Kp = f(d.astype(np.float64), np.asarray(r.K, dtype=np.float64), rng)
                 # as a depth model's output (depth_source model:...), which is what the
                 # production path lifts: the per-object depth/prior fusion uses the model's sigma
-                source = "sensor" if pname == "sensor depth, true K" else "model:perturbed"
+                source = sensor_depth_source(r.to_dict()) if pname == "sensor depth, true K" else "model:perturbed"
                 ev.add(lift_image(r2, dp.astype(np.float32), Kp, K_source="dataset", depth_source=source))
             row[pname] = round(ev.summary()["mean_iou3d"] or 0.0, 3)
         out[name] = row
@@ -270,12 +271,13 @@ def timing(sets: dict) -> dict:
                 o.segmentation, o.gt_box3d = None, None
             items.append((r2, read_record_depth(r.to_dict()), np.asarray(r.K, dtype=np.float64)))
         n = sum(len(r.objects) for r, _, _ in items)
-        lift_image(*items[0], K_source="dataset", depth_source="sensor")  # compile / warm up
+        src = sensor_depth_source(items[0][0].to_dict())
+        lift_image(*items[0], K_source="dataset", depth_source=src)  # compile / warm up
         best = float("inf")
         for _ in range(3):
             t = time.process_time()
             for r, d, K in items:
-                lift_image(r, d, K, K_source="dataset", depth_source="sensor")
+                lift_image(r, d, K, K_source="dataset", depth_source=src)
             best = min(best, time.process_time() - t)
         out[name] = {"objects": n, "images": len(items), "ms_per_object": round(1000 * best / max(n, 1), 2),
                      "ms_per_image": round(1000 * best / max(len(items), 1), 1)}

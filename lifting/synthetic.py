@@ -1836,6 +1836,8 @@ def scene_annotations(scene: Scene, image_id: int, file_name: str, depth_file: s
     }
     if include_gravity:
         image["gravity_cam"] = [float(x) for x in scene.gravity_cam]
+    if scene.sensor and scene.sensor.get("model"):
+        image["depth_sensor"] = scene.sensor["model"]  # kinect | lidar | stereo | mono (-> record extra)
     anns = []
     for k, ob in enumerate(scene.objects):
         if ob.visible_pixels == 0 or not ob.annotated:

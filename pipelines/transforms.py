@@ -230,6 +230,20 @@ def attach_masks(result) -> dict:
     return out
 
 
+#: depth_source of a sensor record by its encoding: the lifting core trusts a stereo
+#: matcher's depth less with range than a depth camera's (lifting.lift.core._fuse_depth)
+SENSOR_KIND = {"disparity16": "sensor:stereo", "points": "sensor:lidar"}
+#: ... or by what the record says of its sensor (extra.depth_sensor, e.g. lift3d synth's)
+SENSOR_NAMES = {"stereo": "sensor:stereo", "lidar": "sensor:lidar", "mono": "sensor:mono"}
+
+
+def sensor_depth_source(rec: dict) -> str:
+    """`sensor`, or `sensor:stereo` / `sensor:lidar` / `sensor:mono` where the record's depth
+    encoding or its `extra.depth_sensor` says which kind of sensor measured it."""
+    kind = SENSOR_KIND.get(rec.get("depth_encoding") or "png16")
+    return kind or SENSOR_NAMES.get(str((rec.get("extra") or {}).get("depth_sensor")), "sensor")
+
+
 class PrepareSensorFn(beam.DoFn):
     """Sensor depth: read the record's depth file (metres) and take its K.
 
@@ -265,7 +279,8 @@ class PrepareSensorFn(beam.DoFn):
             yield failed_item(item, "depth_size_mismatch", f"depth {depth.shape} vs image {(h, w)}", "depth")
             return
         yield {**item, "record": rec, "depth": depth.astype(np.float32, copy=False),
-               "K": np.asarray(rec["K"], dtype=np.float64), "K_source": "dataset", "depth_source": "sensor"}
+               "K": np.asarray(rec["K"], dtype=np.float64), "K_source": "dataset",
+               "depth_source": sensor_depth_source(rec)}
 
 
 def depth_png(depth: np.ndarray) -> bytes:

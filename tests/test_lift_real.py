@@ -41,14 +41,18 @@ def _frames(name: str):
 
 
 def _score(name: str, config: LiftConfig | None = None) -> dict:
-    """Boxes only (masks and GT dropped), sensor depth, scored against the GT."""
+    """Boxes only (masks and GT dropped), sensor depth (of its kind, as `lift3d lift` labels
+    it), scored against the GT."""
+    from pipelines.transforms import sensor_depth_source
+
     data = _frames(name)
     ev = Evaluator(gt_from_records([r for r, _ in data]))
     for r, depth in data:
         r2 = ImageRecord.from_dict(r.to_dict())
         for o in r2.objects:
             o.segmentation, o.gt_box3d = None, None
-        ev.add(lift_image(r2, depth, np.asarray(r.K), K_source="dataset", depth_source="sensor", config=config))
+        ev.add(lift_image(r2, depth, np.asarray(r.K), K_source="dataset", depth_source=sensor_depth_source(r.to_dict()),
+                          config=config))
     return ev.summary()
 
 
@@ -92,8 +96,10 @@ def _pts(z):
 def test_depth_fusion_trusts_close_sensor_depth_and_pulls_far_stereo_towards_the_prior():
     cfg = LiftConfig()
     # a car 1.5 m tall at 50 m fills 21 rows; stereo says 60 m (biased far)
-    s_far = _fuse_depth(_pts(59.5), 700 * 1.5 / 50, K, CAR, CAR.dims, "dense", cfg)
-    assert 50 / 60 < s_far < 1.0 and abs(60 * s_far - 50) < abs(60 - 50)
+    s_far = _fuse_depth(_pts(59.5), 700 * 1.5 / 50, K, CAR, CAR.dims, "stereo", cfg)
+    assert 50 / 60 < s_far < 1.0 and abs(60 * s_far - 50) < 0.5 * abs(60 - 50)
+    # a depth camera's depth is trusted more than a stereo matcher's at the same range
+    assert s_far < _fuse_depth(_pts(59.5), 700 * 1.5 / 50, K, CAR, CAR.dims, "dense", cfg) < 1.0
     # at 5 m a 2 % disagreement stays (sensor depth is right there)
     s_near = _fuse_depth(_pts(4.6), 700 * 1.5 / 4.9, K, CAR, CAR.dims, "dense", cfg)
     assert abs(s_near - 1) < 0.01

@@ -57,7 +57,8 @@ class LiftConfig:
     # --- fitting
     height_from_box: bool = True  # the 2D box's metric height completes what depth missed (fit_box)
     depth_prior_fusion: bool = True  # an object's depth fused with its 2D box height under the height prior
-    fuse_sigma_dense: tuple[float, float] = (0.01, 0.005)  # relative depth error a + b * z of dense sensor/stereo depth (b: ~2 px of KITTI disparity)
+    fuse_sigma_dense: tuple[float, float] = (0.01, 0.003)  # relative depth error a + b * z of a depth camera
+    fuse_sigma_stereo: tuple[float, float] = (0.01, 0.012)  # ... of stereo depth (sensor:stereo; KITTI: ~1.2 px bias + noise)
     fuse_sigma_model: tuple[float, float] = (0.08, 0.002)  # ... of a monocular depth model
     fuse_sigma_sparse: tuple[float, float] = (0.01, 0.0005)  # ... of LiDAR
     trim_pct: float = 0.5  # percentile trimming of extents
@@ -98,7 +99,7 @@ class LiftConfig:
         unknown = sorted(set(d) - names)
         if unknown:
             raise ValueError(f"unknown lifting option(s): {', '.join(unknown)}")
-        for k in ("prior_scale_clip", "fuse_sigma_dense", "fuse_sigma_model", "fuse_sigma_sparse"):
+        for k in ("prior_scale_clip", "fuse_sigma_dense", "fuse_sigma_stereo", "fuse_sigma_model", "fuse_sigma_sparse"):
             if k in d:
                 d[k] = tuple(d[k])
         return cls(**d)

@@ -148,7 +148,9 @@ def lift_image(record: ImageRecord, depth: np.ndarray, K: np.ndarray, *, K_sourc
             box_only.append(o)
     sparse = float(np.count_nonzero(valid)) < cfg.sparse_valid_frac * valid.size
     # how far an object's own depth is trusted against its category's height (`_fuse_depth`)
-    depth_kind = "sparse" if sparse else ("model" if str(depth_source).startswith("model") else "dense")
+    kind_of_source = {"model": "model", "sensor:stereo": "stereo", "sensor:mono": "model"}
+    depth_kind = "sparse" if sparse else kind_of_source.get(
+        "model" if str(depth_source).startswith("model") else str(depth_source), "dense")
     frustum: dict[str, object] = {}
     if box_only and cfg.boxseg_method == "frustum":
         from lifting.lift.frustum import segment_frustums
@@ -290,7 +292,7 @@ def _fit_object(o: Object2D, xyz: np.ndarray, hidden3: tuple, K, g, floor, cfg: 
     """Clean an object's points, fit its box, fill `entry`; a reason code when rejected.
 
     `hidden3` = (bottom, left, right): the object's image edges that are not observed.
-    `depth_kind`: sparse | dense | model (how much the object's depth is trusted)."""
+    `depth_kind`: sparse | dense | stereo | model (how much the object's depth is trusted)."""
     pts = clean_points(xyz, cfg)
     entry["quality"]["n_points"] = int(len(pts))
     min_points = cfg.min_points_sparse if depth_kind == "sparse" else cfg.min_points
@@ -380,8 +382,8 @@ def _fuse_depth(pts: np.ndarray, box_h_px: float, K, prior, prior_dims, depth_ki
 
     Two estimates of the object's distance, fused in log space by inverse variance: its
     points' median depth z_p (relative error sigma_p = a + b * z_p, a and b per kind of
-    depth: `fuse_sigma_{dense,model,sparse}`: stereo and monocular models drift with range,
-    sensors and LiDAR do not) and fy * h_prior / box height (relative error: the prior's
+    depth: `fuse_sigma_{dense,stereo,model,sparse}`: stereo and monocular models drift with
+    range, depth cameras and LiDAR do not) and fy * h_prior / box height (relative error: the prior's
     log height spread). Indoors at a few metres the points win by orders of magnitude; a
     stereo car at 50 m or a monocular model's global scale error moves towards the prior.
     z_h comes from `_box_distance` (the top face seen from above included).
