@@ -258,6 +258,7 @@ def timing(sets: dict) -> dict:
     from lifting.records import ImageRecord
     from lifting.sources import open_source
     from lifting.sources.depth_io import read_record_depth
+    from pipelines.transforms import sensor_depth_source
 
     out = {}
     for name, (source, ann, extra) in sets.items():

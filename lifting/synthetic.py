@@ -201,6 +201,10 @@ class StereoModel:
     # 2-5 % far at 5-25 m, 13 % at 35 m and 20 % at 50 m against LiDAR inside the GT boxes,
     # i.e. disparities about 1.2 px short whatever the range (measured in session 3)
     disparity_bias_px: float = -1.2
+    # matching errors are spatially correlated (a window of pixels shares its mismatch): a
+    # smooth disparity error field of this sigma varying over `correlated_cell_px` pixels
+    correlated_sigma_px: float = 0.6
+    correlated_cell_px: float = 24.0
     fatten_px: int = 3
     blur_px: int = 2
     edge_jump_px: float = 1.5
@@ -1772,7 +1776,10 @@ def _stereo(z: np.ndarray, m: StereoModel, rng, K) -> tuple[np.ndarray, dict]:
     if m.blur_px > 0:
         wide = _max_filter(band.astype(np.float64), m.blur_px) > 0
         d = np.where(wide, _box_blur(d, m.blur_px), d)
-    d = d + (rng.normal(0.0, m.disparity_sigma_px, z.shape) + m.disparity_bias_px) * (d > 0)
+    err = rng.normal(0.0, m.disparity_sigma_px, z.shape) + m.disparity_bias_px
+    if m.correlated_sigma_px > 0:
+        err = err + m.correlated_sigma_px * _smooth_field(z.shape, m.correlated_cell_px, rng)
+    d = d + err * (d > 0)
     holes = d <= 0.5
     if m.hole_fraction > 0:
         seeds = rng.random(z.shape) < m.hole_fraction / 9.0
