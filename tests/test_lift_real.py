@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import math
 from functools import lru_cache
-from pathlib import Path
 
 import numpy as np
 import pytest
@@ -17,8 +16,8 @@ from lifting.lift import LiftConfig, lift_image
 from lifting.lift.core import _fuse_depth, default_priors
 from lifting.lift.frustum import hidden_sides, segment_frustums
 from lifting.records import ImageRecord
+from real3d_helpers import REAL3D
 
-REAL3D = Path(__file__).resolve().parents[1].parent / "shared" / "data" / "real3d"
 SETS = {
     "kitti_lidar": ("kitti", "kitti/training", {"sensor_depth": "velodyne"}),
     "kitti_stereo": ("kitti", "kitti/training", {"sensor_depth": "disparity"}),

@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import json
 import shutil
-from pathlib import Path
 
 import numpy as np
 import pytest
@@ -15,8 +14,9 @@ from lifting.camera import backproject
 from lifting.sources import SourceConfigError, open_source
 from lifting.sources.depth_io import read_record_depth
 from lifting.sources.kitti import parse_label_line, read_calib, velo_to_cam2
+from real3d_helpers import REAL3D, central_points
 
-KITTI = Path(__file__).resolve().parents[1].parent / "shared" / "data" / "real3d" / "kitti" / "training"
+KITTI = REAL3D / "kitti" / "training"
 
 
 @pytest.fixture(scope="module")
@@ -84,11 +84,7 @@ def test_depth_points_fall_inside_the_gt_boxes(kitti, kind):
             box = Box3D.from_omni3d(o.gt_box3d)
             if o.attributes["occluded"] >= 2 or box.center_cam[2] > 40:
                 continue
-            # the central half of the 2D box: mostly the object itself
-            x0, y0, x1, y1 = o.bbox_xyxy
-            cx, cy, hw, hh = (x0 + x1) / 2, (y0 + y1) / 2, (x1 - x0) / 4, (y1 - y0) / 4
-            win = (slice(int(cy - hh), int(cy + hh) + 1), slice(int(cx - hw), int(cx + hw) + 1))
-            pts = xyz[win][depth[win] > 0]
+            pts = central_points(xyz, depth, o.bbox_xyxy)  # mostly the object itself
             if len(pts) >= 5:
                 fracs.append(box.contains(pts, tol=0.3).mean())
     if kind == "velodyne":

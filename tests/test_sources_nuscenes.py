@@ -17,8 +17,9 @@ from lifting.camera import backproject
 from lifting.sources import SourceConfigError, open_source
 from lifting.sources.depth_io import read_points, read_record_depth
 from lifting.sources.safe_pickle import load_pickle
+from real3d_helpers import REAL3D, central_points
 
-NUSC = Path(__file__).resolve().parents[1].parent / "shared" / "data" / "real3d" / "nuscenes"
+NUSC = REAL3D / "nuscenes"
 INFO_NAME = "n015-2018-07-24-11-22-45+0800.pkl"
 
 
@@ -122,11 +123,7 @@ def test_lidar_depth_is_sparse_and_lands_in_the_gt_boxes(records):
         valid.append((depth > 0).mean())
         xyz = backproject(depth, np.asarray(r.K))
         for o in r.objects:
-            # the central half of the 2D box: mostly the object itself (32 beams: few hits)
-            x0, y0, x1, y1 = o.bbox_xyxy
-            cx, cy, hw, hh = (x0 + x1) / 2, (y0 + y1) / 2, (x1 - x0) / 4, (y1 - y0) / 4
-            win = (slice(int(cy - hh), int(cy + hh) + 1), slice(int(cx - hw), int(cx + hw) + 1))
-            pts = xyz[win][depth[win] > 0]
+            pts = central_points(xyz, depth, o.bbox_xyxy)  # mostly the object itself
             if len(pts) >= 10:
                 fracs.append(Box3D.from_omni3d(o.gt_box3d).contains(pts, tol=0.3).mean())
     fracs = np.asarray(fracs)

@@ -15,7 +15,6 @@ x axis and the down vector, so each reader only states its dataset's convention 
 """
 from __future__ import annotations
 
-import math
 import os
 from dataclasses import dataclass, field
 from typing import Iterator
@@ -197,7 +196,3 @@ class Real3DSource(Source):
                           depth_scale=fr.get("depth_scale"), depth_encoding=fr.get("depth_encoding") or "png16",
                           depth_params=fr.get("depth_params"), gravity_cam=fr.get("gravity_cam"), objects=objects,
                           extra={"file_name": os.path.basename(fr["image_path"]), **(fr.get("extra") or {})})
-
-
-def finite(v) -> bool:
-    return isinstance(v, (int, float)) and math.isfinite(v)

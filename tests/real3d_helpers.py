@@ -1,0 +1,17 @@
+"""Shared by the tests on the real frames of ../shared/data/real3d."""
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+
+REAL3D = Path(__file__).resolve().parents[1].parent / "shared" / "data" / "real3d"
+
+
+def central_points(xyz: np.ndarray, depth: np.ndarray, bbox_xyxy) -> np.ndarray:
+    """(N, 3) points of the valid pixels in the central half of a 2D box (mostly the object
+    itself, not its background), from (H, W, 3) back-projected `xyz` and (H, W) `depth`."""
+    x0, y0, x1, y1 = bbox_xyxy
+    cx, cy, hw, hh = (x0 + x1) / 2, (y0 + y1) / 2, (x1 - x0) / 4, (y1 - y0) / 4
+    win = (slice(int(cy - hh), int(cy + hh) + 1), slice(int(cx - hw), int(cx + hw) + 1))
+    return xyz[win][depth[win] > 0]
