@@ -151,9 +151,10 @@ def synthetic_sets(tmp: Path, scenes: int) -> dict:
         except SystemExit:
             pass
     if re.search(r"--scene[ {=]", helptext.getvalue()):  # the realistic generator (issue 15, item 4)
+        # like their real counterparts: SUN RGB-D gives gravity, KITTI and nuScenes do not
         variants.update({"synthetic_indoor_kinect": ["--scene", "indoor", "--noise", "kinect"],
-                         "synthetic_outdoor_lidar": ["--scene", "outdoor", "--noise", "lidar"],
-                         "synthetic_outdoor_stereo": ["--scene", "outdoor", "--noise", "stereo"]})
+                         "synthetic_outdoor_lidar": ["--scene", "outdoor", "--noise", "lidar", "--no-gravity"],
+                         "synthetic_outdoor_stereo": ["--scene", "outdoor", "--noise", "stereo", "--no-gravity"]})
     for name, flags in variants.items():
         d = tmp / name
         with contextlib.redirect_stdout(io.StringIO()), contextlib.redirect_stderr(io.StringIO()):

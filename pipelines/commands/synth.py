@@ -28,9 +28,12 @@ def add_arguments(parser) -> None:
                              "artefacts) or a sensor model: kinect (structured light: shadows, range limit), "
                              "lidar (sparse 64-beam scan lines), stereo (dense, fattened edges), mono (dense, "
                              "scale-biased and smoothly distorted like a monocular network)")
+    parser.add_argument("--no-gravity", action="store_true",
+                        help="leave gravity out of the annotations, so that the lifter estimates it (as for KITTI "
+                             "and nuScenes, which give none)")
 
 
-def synth(out: str, scenes: int, seed: int = 0, noise: str = "none", scene: str = "basic"):
+def synth(out: str, scenes: int, seed: int = 0, noise: str = "none", scene: str = "basic", gravity: bool = True):
     """Write the dataset; returns the annotations path. ValueError for bad arguments."""
     from pathlib import Path
 
@@ -42,13 +45,13 @@ def synth(out: str, scenes: int, seed: int = 0, noise: str = "none", scene: str 
         raise ValueError(f"--out is a file, not a folder: {out}")
     cfg = None if scene == "basic" else SceneConfig.named(scene)
     nz = None if noise == "none" else NoiseConfig.named(noise)
-    return write_dataset(out, n_scenes=scenes, seed=seed, config=cfg, noise=nz)
+    return write_dataset(out, n_scenes=scenes, seed=seed, config=cfg, noise=nz, include_gravity=gravity)
 
 
 def run(args, extra) -> int:
     from pipelines import options as opt
 
     with opt.user_errors():
-        ann = synth(args.out, args.scenes, args.seed, args.noise, args.scene)
+        ann = synth(args.out, args.scenes, args.seed, args.noise, args.scene, gravity=not args.no_gravity)
     print(f"wrote {args.scenes} {args.scene} scenes: annotations {ann}, images {ann.parent / 'images'}")
     return 0
