@@ -15,14 +15,17 @@ import pickle
 import numpy as np
 
 #: The globals a data pickle may name. numpy pickles arrays through `_reconstruct` +
-#: `ndarray` + `dtype` and scalars through `scalar` (module `numpy.core` before numpy 2,
-#: `numpy._core` after); protocol-2 files encode byte strings through `_codecs.encode`.
+#: `ndarray` + `dtype` (protocol 5: `_frombuffer`) and scalars through `scalar` (module
+#: `numpy.core` before numpy 2, `numpy._core` after); protocol-2 files encode byte strings
+#: through `_codecs.encode` and name builtins `__builtin__`.
 _ALLOWED = frozenset({
     ("numpy", "dtype"), ("numpy", "ndarray"),
     ("numpy.core.multiarray", "_reconstruct"), ("numpy._core.multiarray", "_reconstruct"),
     ("numpy.core.multiarray", "scalar"), ("numpy._core.multiarray", "scalar"),
+    ("numpy.core.numeric", "_frombuffer"), ("numpy._core.numeric", "_frombuffer"),  # protocol 5 arrays
     ("_codecs", "encode"), ("collections", "OrderedDict"),
     ("builtins", "set"), ("builtins", "frozenset"), ("builtins", "slice"),
+    ("__builtin__", "set"), ("__builtin__", "frozenset"), ("__builtin__", "slice"),  # protocol 2 names
 })
 
 
@@ -30,24 +33,23 @@ class UnsafePickleError(pickle.UnpicklingError):
     """The pickle names a global outside the allowed set (see `_ALLOWED`)."""
 
 
+#: numpy's private helpers moved from numpy.core to numpy._core in numpy 2: either name works
+_NUMPY_HOMES = {"_reconstruct": "multiarray", "scalar": "multiarray", "_frombuffer": "numeric"}
+
+
 def _resolve(module: str, name: str):
-    import codecs
-    import collections
+    """The object an allowed (module, name) refers to, under this numpy's module names."""
     import importlib
 
-    if (module, name) == ("_codecs", "encode"):
-        return codecs.encode
-    if (module, name) == ("collections", "OrderedDict"):
-        return collections.OrderedDict
-    if module.startswith("numpy") and name in ("_reconstruct", "scalar"):
-        for mod in ("numpy._core.multiarray", "numpy.core.multiarray"):
+    if module == "__builtin__":
+        module = "builtins"
+    if module.startswith("numpy") and name in _NUMPY_HOMES:
+        for pkg in ("numpy._core", "numpy.core"):
             try:
-                return getattr(importlib.import_module(mod), name)
+                return getattr(importlib.import_module(f"{pkg}.{_NUMPY_HOMES[name]}"), name)
             except (ImportError, AttributeError):
                 continue
-    if module == "numpy":
-        return getattr(np, name)
-    return getattr(importlib.import_module(module), name)  # builtins
+    return getattr(importlib.import_module(module), name)
 
 
 class RestrictedUnpickler(pickle.Unpickler):
