@@ -12,7 +12,6 @@ from __future__ import annotations
 import io
 import pickle
 
-import numpy as np
 
 #: The globals a data pickle may name. numpy pickles arrays through `_reconstruct` +
 #: `ndarray` + `dtype` (protocol 5: `_frombuffer`) and scalars through `scalar` (module
