@@ -207,8 +207,11 @@ def lift_image(record: ImageRecord, depth: np.ndarray, K: np.ndarray, *, K_sourc
         if reason in ("no_foreground_cluster", "too_few_points") and cfg.prior_fallback:
             sg = frustum.get(o.object_id)
             z_hint = float(np.median(sg.xyz[:, 2])) if sg is not None and len(sg.xyz) else None
-            if _prior_box(o, K, g, floor, cfg, priors, (W, H), entry, z_hint, depth_kind):
-                reason = None
+            alt: dict = {"quality": {}}
+            if _prior_box(o, K, g, floor, cfg, priors, (W, H), alt, z_hint, depth_kind):
+                # kept with the prior's box; a rejection keeps its own reason and figures
+                reason, entry["box3d"] = None, alt["box3d"]
+                entry["quality"].update(alt["quality"])
         if reason is None:
             entry["status"] = "kept"
         else:
@@ -444,7 +447,8 @@ def _prior_box(o: Object2D, K, g, floor, cfg: LiftConfig, priors, image_size, en
     yaw is the one whose projection fills the 2D box best. The object is kept when the box
     passes the same filters as
     any other (`quality.box_from` "size_prior", `quality.depth_from` saying which distance
-    was used); returns whether it did (entry filled either way).
+    was used); returns whether it did (`entry` gets box3d and quality either way: callers
+    pass a scratch dict and keep it only on success).
     """
     from lifting.boxes import Box3D, gravity_frame
 
