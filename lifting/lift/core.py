@@ -323,7 +323,8 @@ def _fit_object(o: Object2D, xyz: np.ndarray, hidden3: tuple, K, g, floor, cfg: 
                   sides_hidden=sides, box_height_m=box_h,
                   prior_length=None if prior_dims is None else float(max(prior_dims[0], prior_dims[2])),
                   prior_max_dims=None if prior is None or prior.source == "generic" else np.asarray(prior.max, float),
-                  top_hidden=top_cut)
+                  top_hidden=top_cut,
+                  prior_min_height=None if prior is None or prior.source == "generic" else float(prior.min[1]))
     box = fit.box
     zq = quantiles(pts[:, 2], 10, 90)
     entry["box3d"] = box.to_omni3d()

@@ -434,7 +434,8 @@ def fit_box(xyz_cam: np.ndarray, gravity_cam: np.ndarray, cfg: LiftConfig, *, fl
             prior_dims: np.ndarray | None = None, bottom_hidden: bool = False,
             prior_max_height: float | None = None, sides_hidden: tuple[bool, bool] = (False, False),
             box_height_m: float | None = None, prior_length: float | None = None,
-            prior_max_dims: np.ndarray | None = None, top_hidden: bool = False) -> Fit:
+            prior_max_dims: np.ndarray | None = None, top_hidden: bool = False,
+            prior_min_height: float | None = None) -> Fit:
     """Gravity-aligned box (camera frame) of an object's cleaned points.
 
     Args:
@@ -458,6 +459,9 @@ def fit_box(xyz_cam: np.ndarray, gravity_cam: np.ndarray, cfg: LiftConfig, *, fl
             view beyond it is smeared depth, cut back to the points' near part.
         top_hidden: the object's top is cut by the image border: a box standing on the floor
             grows upwards to the prior's typical height.
+        prior_min_height: the category's least plausible height: a box observed thinner than
+            it whose top stands at a plausible height above the floor reaches down to the
+            floor (a night stand or table seen from above, its sides hidden or dark).
     """
     R = gravity_frame(gravity_cam)
     pg = np.asarray(xyz_cam @ R, dtype=np.float64)  # gravity frame: x right, y down, z forward (horizontal)
@@ -484,6 +488,9 @@ def fit_box(xyz_cam: np.ndarray, gravity_cam: np.ndarray, cfg: LiftConfig, *, fl
             if top_hidden and prior_dims is not None and cfg.complete_with_priors:
                 # standing on the floor and cut at the top: as tall as the category typically is
                 top = min(top, bottom - float(prior_dims[1]))
+        elif (prior_min_height is not None and cfg.complete_with_priors and bottom - top < prior_min_height
+              and 0.8 * prior_min_height <= floor_offset - top <= 1.1 * (prior_max_height or np.inf)):
+            bottom = floor_offset  # only its top seen, at the height the category stands
     height = max(bottom - top, 1e-3)
     # the footprint from the sides only: a top face seen from above fills the rectangle's
     # interior and says nothing about the orientation
