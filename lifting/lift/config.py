@@ -66,6 +66,9 @@ class LiftConfig:
     complete_with_priors: bool = True
     prior_fallback: bool = True  # an object depth barely sees gets its prior size where its 2D box says (core._prior_box)
     refit_below_proj_iou: float = 0.5  # ... and so does a fit projecting below this IoU, when that box agrees better
+    align_to_box: bool = True  # sparse/noisy depth, object seen whole: turn/slide its box to fit its 2D box
+    align_yaw_deg: float = 30.0  # ... within this of the fitted yaw
+    align_min_gain: float = 0.05  # ... when the projected IoU improves by more than this
     prior_scale_clip: tuple[float, float] = (0.6, 1.6)
     prior_front_bias: float = 0.3  # log-units favouring "the long side faces the camera"
     # --- box-only segmentation

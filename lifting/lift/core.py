@@ -326,6 +326,9 @@ def _fit_object(o: Object2D, xyz: np.ndarray, hidden3: tuple, K, g, floor, cfg: 
                   top_hidden=top_cut,
                   prior_min_height=None if prior is None or prior.source == "generic" else float(prior.min[1]))
     box = fit.box
+    if (cfg.align_to_box and depth_kind != "dense" and not fit.round and not any(hidden3)
+            and x0 > 1 and x1 < W - 1 and y0 > 1 and y1 < H - 1):
+        box = _align_to_2d_box(box, o.bbox_xyxy, K, g, image_size, cfg)
     zq = quantiles(pts[:, 2], 10, 90)
     entry["box3d"] = box.to_omni3d()
     figures, reason = assess_box(box, o.bbox_xyxy, K, image_size, hidden3, prior, cfg)
@@ -357,6 +360,41 @@ def _fit_object(o: Object2D, xyz: np.ndarray, hidden3: tuple, K, g, floor, cfg: 
             entry["quality"].update(alt["quality"], completed=True)
             return None
     return reason
+
+
+def _align_to_2d_box(box, bbox_xyxy, K, g, image_size, cfg: LiftConfig):
+    """The fitted box turned about gravity (within `align_yaw_deg`) and slid across the view
+    so that its projection fits the object's 2D box best, when that beats the fit's own
+    projection by `align_min_gain` in IoU; its size and its distance along the view stay.
+
+    For an object seen whole (no side hidden or cut) in sparse or noisy depth (LiDAR,
+    stereo, a depth model), the tight 2D box pins its silhouette better than the few or
+    smeared points pin its footprint: a car's rear seen by a few scan lines misleads the
+    orientation, not the 2D box (the geometric constraint of Mousavian et al. 2017, used
+    as a local refinement). A depth camera's dense points are trusted as they are.
+    `side` is the horizontal direction across the view, pointing to the image's right."""
+    from lifting.boxes import Box3D, gravity_frame
+
+    b = tuple(float(v) for v in bbox_xyxy)
+    base = iou_2d(project_box(box, K, image_size), b)
+    R = gravity_frame(g)
+    cg = box.center_cam @ R  # gravity frame: x right, y down, z forward
+    side = np.array([cg[2], 0.0, -cg[0]]) / max(math.hypot(cg[0], cg[2]), 1e-9)  # across the view
+    best, best_iou = box, base
+    step = cfg.align_yaw_deg / 4
+    for k in range(-4, 5):
+        cand = Box3D.from_gravity(box.center_cam, box.dimensions, box.yaw + math.radians(k * step), g)
+        p = project_box(cand, K, image_size)
+        if p is None:
+            continue
+        # slide across the view until the projection is centred on the 2D box
+        z = float(cand.center_cam[2])
+        shift = ((b[0] + b[2]) / 2 - (p[0] + p[2]) / 2) * z / float(K[0, 0])
+        cand = Box3D(cand.center_cam + (side * shift) @ R.T, cand.dimensions, cand.R_cam, cand.yaw)
+        v = iou_2d(project_box(cand, K, image_size), b)
+        if v > best_iou:
+            best, best_iou = cand, v
+    return best if best_iou > base + cfg.align_min_gain else box
 
 
 def _box_distance(box_h_px: float, K, prior_dims, camera_height: float | None) -> float:

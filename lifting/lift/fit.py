@@ -497,7 +497,10 @@ def fit_box(xyz_cam: np.ndarray, gravity_cam: np.ndarray, cfg: LiftConfig, *, fl
     xz = _side_points(pg, top + 0.05 * height)
     th, center, ext = footprint_rect(xz, t)
     # a round footprint is at least a shallow arc (extent ratio >= 0.2); thinner ones are faces
-    rnd = _is_round(xz, ext, cfg) if ext.min() >= 0.2 * ext.max() else None
+    # ... and belongs to a category that can be round: an elongated prior footprint (a car,
+    # whose curved rear bumper is an arc seen from behind) never is
+    elongated = prior_dims is not None and max(prior_dims[0], prior_dims[2]) > 1.6 * min(prior_dims[0], prior_dims[2])
+    rnd = _is_round(xz, ext, cfg) if ext.min() >= 0.2 * ext.max() and not elongated else None
     if rnd is not None:
         center, r = rnd
         yaw = math.atan2(center[0], center[1])
