@@ -551,6 +551,11 @@ def fit_box(xyz_cam: np.ndarray, gravity_cam: np.ndarray, cfg: LiftConfig, *, fl
                 final_l = target
                 completed = True
             target_w = across * scale
+            if not any(sides_hidden) and lx < 0.5 * target_w:
+                # a sliver across the view (a far object's few points, a side face seen
+                # edge-on): too thin to be the category's width; take the prior's, centred
+                final_w = target_w
+                completed = True
             if any(sides_hidden) and target_w > lx:
                 final_w = target_w
                 completed = True
