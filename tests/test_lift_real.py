@@ -152,16 +152,18 @@ def test_sparse_frustum_clusters_scan_lines_into_one_object():
     assert len(seg.xyz) == obj[np.ix_(rows, cols)].sum()
 
 
-def test_prior_box_sits_on_the_floor_where_the_box_bottom_meets_it():
+@pytest.mark.parametrize("yaw", [math.pi / 2, 0.0])
+def test_prior_box_sits_on_the_floor_where_the_box_bottom_meets_it(yaw):
     """No depth at all inside a car's 2D box: the prior box stands where the box's bottom
-    edge meets the floor (camera 1.65 m above a level road)."""
+    edge meets the floor (camera 1.65 m above a level road), its centre behind the near face
+    by its own half-depth whether the car is seen side-on or end-on."""
     from lifting.boxes import Box3D, project_box
     from lifting.iou3d import iou_3d
     from lifting.lift.gravity import Floor, GravityEstimate
     from lifting.records import Object2D
 
     H, W = 375, 1242
-    gt = Box3D.from_gravity([3.0, 1.65 - 0.75, 20.0], [4.5, 1.5, 1.8], math.pi / 2)
+    gt = Box3D.from_gravity([3.0, 1.65 - 0.75, 20.0], [4.5, 1.5, 1.8], yaw)
     box = project_box(gt, K, (W, H))
     depth = np.zeros((H, W), np.float32)
     depth[300:, :] = 8.0  # something valid elsewhere (the road near the camera)
@@ -173,4 +175,20 @@ def test_prior_box_sits_on_the_floor_where_the_box_bottom_meets_it():
     assert e["status"] == "kept" and e["quality"]["box_from"] == "size_prior"
     assert e["quality"]["depth_from"] == "floor_contact"
     b = Box3D.from_omni3d(e["box3d"])
-    assert abs(b.center_cam[2] - 20.0) < 1.5 and iou_3d(b, gt) > 0.4
+    assert abs(b.center_cam[2] - 20.0) < 1.0 and iou_3d(b, gt) > 0.4
+
+
+def test_a_duplicate_box_on_depth_camera_frames_is_not_a_floating_prior_box():
+    """Dense depth camera: the second of two identical boxes finds its points claimed by the
+    first; with the sensor seeing the whole box, it is rejected, not given a prior box."""
+    from lifting.records import Object2D
+
+    H, W = 120, 160
+    depth = np.full((H, W), 6.0, np.float32)
+    depth[40:100, 50:110] = 3.0
+    Kc = np.array([[150.0, 0, 80], [0, 150.0, 60], [0, 0, 1]])
+    objs = [Object2D(object_id=f"o{i}", category="cabinet", bbox_xyxy=[50, 40, 110, 100]) for i in range(2)]
+    rec = ImageRecord(key="k", source="t", image_id=0, image_path="x", width=W, height=H, objects=objs)
+    out = lift_image(rec, depth, Kc, K_source="dataset", depth_source="sensor")["objects"]
+    assert [e["status"] for e in out] == ["kept", "rejected"]
+    assert out[1]["reason"] == "no_foreground_cluster" and out[1]["box3d"] is None

@@ -66,6 +66,7 @@ class LiftConfig:
     complete_with_priors: bool = True
     prior_fallback: bool = True  # an object depth barely sees gets its prior size where its 2D box says (core._prior_box)
     refit_below_proj_iou: float = 0.5  # ... and so does a fit projecting below this IoU, when that box agrees better
+    refit_min_gain: float = 0.1  # ... by this much more projected IoU
     align_to_box: bool = True  # sparse/noisy depth, object seen whole: turn/slide its box to fit its 2D box
     align_yaw_deg: float = 30.0  # ... within this of the fitted yaw
     align_min_gain: float = 0.05  # ... when the projected IoU improves by more than this
@@ -81,7 +82,7 @@ class LiftConfig:
     frustum_floor_rel: float = 0.004
     sparse_valid_frac: float = 0.3  # depth with fewer valid pixels than this is sparse (LiDAR)
     min_points_sparse: int | None = 8  # min_points for sparse depth (a far car has tens of returns)
-    boxseg_min_component_frac: float = 0.01  # of the 2D box area
+    boxseg_min_component_frac: float = 0.01  # of the 2D box area (pixels method) / of the frustum's points (frustum)
     boxseg_near_score_frac: float = 0.6  # nearest among components scoring >= frac * best
     # --- filters (None disables)
     reject_crowd: bool = True

@@ -148,9 +148,7 @@ def lift_image(record: ImageRecord, depth: np.ndarray, K: np.ndarray, *, K_sourc
             box_only.append(o)
     sparse = float(np.count_nonzero(valid)) < cfg.sparse_valid_frac * valid.size
     # how far an object's own depth is trusted against its category's height (`_fuse_depth`)
-    kind_of_source = {"model": "model", "sensor:stereo": "stereo", "sensor:mono": "model"}
-    depth_kind = "sparse" if sparse else kind_of_source.get(
-        "model" if str(depth_source).startswith("model") else str(depth_source), "dense")
+    depth_kind = _depth_kind(str(depth_source), sparse)
     frustum: dict[str, object] = {}
     if box_only and cfg.boxseg_method == "frustum":
         from lifting.lift.frustum import segment_frustums
@@ -204,7 +202,8 @@ def lift_image(record: ImageRecord, depth: np.ndarray, K: np.ndarray, *, K_sourc
         elif reason is None:
             reason = _lift_object(o, obj_masks[o.object_id], depth, valid, edges, K, g, floor, cfg, priors,
                                   (W, H), entry, depth_kind)
-        if reason in ("no_foreground_cluster", "too_few_points") and cfg.prior_fallback:
+        fallback = ("no_foreground_cluster", "too_few_points") + (("depth_invalid",) if sparse else ())
+        if reason in fallback and cfg.prior_fallback and (depth_kind != "dense" or not _depth_sees(o, valid, cfg)):
             sg = frustum.get(o.object_id)
             z_hint = float(np.median(sg.xyz[:, 2])) if sg is not None and len(sg.xyz) else None
             alt: dict = {"quality": {}}
@@ -242,15 +241,32 @@ def lift_image(record: ImageRecord, depth: np.ndarray, K: np.ndarray, *, K_sourc
     }
 
 
+def _depth_kind(depth_source: str, sparse: bool) -> str:
+    """sparse (LiDAR-like, whatever the source says) | model (a depth network, or a sensor
+    record saying sensor:mono) | stereo (sensor:stereo) | dense (a depth camera)."""
+    if sparse:
+        return "sparse"
+    if depth_source.startswith("model") or depth_source == "sensor:mono":
+        return "model"
+    return "stereo" if depth_source == "sensor:stereo" else "dense"
+
+
 def _prior_height(priors, category: str):
     """(typical height m, log spread of heights, footprint diagonal m) of a category's size
     prior, None for the generic one."""
     prior, dims = priors.dims(category)
     if prior is None or getattr(prior, "source", "generic") == "generic":
         return None
-    lo, hi = float(prior.min[1]), float(prior.max[1])
-    spread = min(max(math.log(max(hi, 1e-3) / max(lo, 1e-3)) / 4.0, 0.15), 0.6)
-    return float(dims[1]), spread, float(math.hypot(dims[0], dims[2]))
+    return float(dims[1]), _height_sigma(prior), float(math.hypot(dims[0], dims[2]))
+
+
+def _depth_sees(o: Object2D, valid: np.ndarray, cfg: LiftConfig) -> bool:
+    """Whether a depth camera measured most of the object's 2D box: then an object found in
+    no cluster of it was claimed by nearer ones (a duplicate box, an occluder), and a size
+    prior box would float where the sensor sees through. (Stereo and model depth fail to
+    separate far objects while measuring every pixel: there the prior box stays.)"""
+    sl = box_slices(o.bbox_xyxy, valid.shape)
+    return sl is not None and float(valid[sl].mean()) >= (cfg.min_valid_depth_frac or 0.2)
 
 
 def _lift_object(o: Object2D, mask: tuple, depth, valid, edges, K, g, floor, cfg: LiftConfig, priors,
@@ -275,7 +291,7 @@ def _lift_object(o: Object2D, mask: tuple, depth, valid, edges, K, g, floor, cfg
         from lifting.camera import unproject_points
 
         xyz = unproject_points(np.stack([uu + x0, vv + y0], axis=1), depth[vv + y0, uu + x0], K)
-        border = (y1 >= H - 1, x0 <= 0, x1 >= W - 1)  # occluders are not visible in sparse depth
+        border = (y1 >= H - 1, x0 <= 1, x1 >= W - 1)  # occluders are not visible in sparse depth
         return _fit_object(o, xyz, border, K, g, floor, cfg, priors, image_size, entry, depth_kind)
     # large objects: work on a strided crop of about max_crop_pixels (pixel-level cost is
     # proportional to the crop; the box fit needs a few thousand points at most)
@@ -309,6 +325,7 @@ def _fit_object(o: Object2D, xyz: np.ndarray, hidden3: tuple, K, g, floor, cfg: 
     W, H = image_size
     x0, y0, x1, y1 = (float(v) for v in o.bbox_xyxy)
     top_cut = y0 <= 1
+    z_measured = float(np.median(pts[:, 2]))  # before the fusion below (the refit fuses on its own)
     if cfg.depth_prior_fusion and not hidden and not top_cut and y1 < H - 1:
         scale = _fuse_depth(pts, y1 - y0, K, prior, prior_dims, depth_kind, cfg,
                             None if floor is None else float(floor.offset))
@@ -354,10 +371,10 @@ def _fit_object(o: Object2D, xyz: np.ndarray, hidden3: tuple, K, g, floor, cfg: 
         # the 2D box, replaces it when it agrees clearly better (not when the observed size
         # contradicts the category: that stays a size rejection)
         alt = {"quality": {}}
-        if _prior_box(o, K, g, floor, cfg, priors, image_size, alt, float(np.median(pts[:, 2])), depth_kind) and \
-                alt["quality"]["proj_iou"] > figures["proj_iou_visible"] + 0.1:
+        if _prior_box(o, K, g, floor, cfg, priors, image_size, alt, z_measured, depth_kind) and \
+                alt["quality"]["proj_iou"] > figures["proj_iou_visible"] + cfg.refit_min_gain:
             entry["box3d"] = alt["box3d"]
-            entry["quality"].update(alt["quality"], completed=True)
+            entry["quality"] = {"n_points": entry["quality"]["n_points"], **alt["quality"]}
             return None
     return reason
 
@@ -388,8 +405,9 @@ def _align_to_2d_box(box, bbox_xyxy, K, g, image_size, cfg: LiftConfig):
         if p is None:
             continue
         # slide across the view until the projection is centred on the 2D box
-        z = float(cand.center_cam[2])
-        shift = ((b[0] + b[2]) / 2 - (p[0] + p[2]) / 2) * z / float(K[0, 0])
+        # moving across the view by s at horizontal distance D shifts the image by fx s D / z^2
+        z, dist = float(cand.center_cam[2]), max(math.hypot(cg[0], cg[2]), 1e-9)
+        shift = ((b[0] + b[2]) / 2 - (p[0] + p[2]) / 2) * z * z / (float(K[0, 0]) * dist)
         cand = Box3D(cand.center_cam + (side * shift) @ R.T, cand.dimensions, cand.R_cam, cand.yaw)
         v = iou_2d(project_box(cand, K, image_size), b)
         if v > best_iou:
@@ -417,6 +435,12 @@ def _height_sigma(prior) -> float:
     return min(max(math.log(max(float(prior.max[1]), 1e-3) / max(float(prior.min[1]), 1e-3)) / 5.0, 0.1), 0.5)
 
 
+def _fuse_log(z_a: float, sigma_a: float, z_b: float, sigma_b: float) -> float:
+    """Inverse-variance mean of two distances in log space (sigmas are relative errors)."""
+    wa, wb = 1.0 / (sigma_a * sigma_a), 1.0 / (sigma_b * sigma_b)
+    return math.exp((wa * math.log(z_a) + wb * math.log(z_b)) / (wa + wb))
+
+
 def _fuse_depth(pts: np.ndarray, box_h_px: float, K, prior, prior_dims, depth_kind: str, cfg: LiftConfig,
                 camera_height: float | None = None) -> float:
     """Factor correcting an object's depth by what its 2D box height says under its
@@ -437,11 +461,7 @@ def _fuse_depth(pts: np.ndarray, box_h_px: float, K, prior, prior_dims, depth_ki
     if z_p <= 0:
         return 1.0
     z_h = _box_distance(box_h_px, K, prior_dims, camera_height)
-    sp = a + b * z_p
-    sh = _height_sigma(prior)
-    wp, wh = 1.0 / (sp * sp), 1.0 / (sh * sh)
-    z_f = math.exp((wp * math.log(z_p) + wh * math.log(z_h)) / (wp + wh))
-    return z_f / z_p
+    return _fuse_log(z_p, a + b * z_p, z_h, _height_sigma(prior)) / z_p
 
 
 def assess_box(box, bbox_xyxy, K, image_size, hidden3: tuple, prior, cfg: LiftConfig) -> tuple[dict, str | None]:
@@ -479,15 +499,17 @@ def _prior_box(o: Object2D, K, g, floor, cfg: LiftConfig, priors, image_size, en
     """Box of an object that depth barely sees (a far car with a few LiDAR returns, a dark
     or thin object): the category's typical size, standing where its 2D box says.
 
-    Distance along the ray through the 2D box centre: the few depth points when there are
-    any (`z_hint`, their median z), else where the box's bottom edge meets the floor, else
-    what the prior height predicts from the box height (fy * h / box height). Only for a
-    specific (non-generic) prior and a 2D box whose top and bottom are inside the image; the
-    yaw is the one whose projection fills the 2D box best. The object is kept when the box
-    passes the same filters as
-    any other (`quality.box_from` "size_prior", `quality.depth_from` saying which distance
-    was used); returns whether it did (`entry` gets box3d and quality either way: callers
-    pass a scratch dict and keep it only on success).
+    Distance of the near face, along the ray through the 2D box centre: the few depth
+    points when there are any (`z_hint`, their median z, fused with the geometry by
+    inverse variance), else where the box's bottom edge meets the floor, else the distance
+    at which the prior height fills the box height (`_box_distance`). Only for a specific
+    (non-generic) prior and a 2D box whose top and bottom are inside the image. Each yaw
+    candidate is pushed back along the view by its own half-depth (a car end-on reaches
+    2.25 m behind its near face, side-on 0.9 m), and the one whose projection fills the 2D
+    box best is kept. The object is kept when the box passes the same filters as any other
+    (`quality.box_from` "size_prior", `quality.depth_from` saying which distance was used);
+    returns whether it did (`entry` gets box3d and quality either way: callers pass a
+    scratch dict and keep it only on success).
     """
     from lifting.boxes import Box3D, gravity_frame
 
@@ -498,13 +520,15 @@ def _prior_box(o: Object2D, K, g, floor, cfg: LiftConfig, priors, image_size, en
         return False
     pw, ph, pl = (float(v) for v in dims)
     Kinv = np.linalg.inv(K)
-    ray_c = Kinv @ np.array([(x0 + x1) / 2, (y0 + y1) / 2, 1.0])
+    # rays through box edges: edge coordinate e is pixel-centre coordinate e - 0.5 (lifting.camera)
+    ray_c = Kinv @ np.array([(x0 + x1) / 2 - 0.5, (y0 + y1) / 2 - 0.5, 1.0])
     # candidate distances of the near face: the box height under the prior height (always),
     # the ground contact of the box's bottom edge (on a floor), the few depth points (if any)
-    z_height = K[1, 1] * ph / (y1 - y0)
+    camera_height = None if floor is None else float(floor.offset)
+    z_height = _box_distance(y1 - y0, K, dims, camera_height)
     z_floor = None
     if floor is not None:
-        ray_b = Kinv @ np.array([(x0 + x1) / 2, y1, 1.0])
+        ray_b = Kinv @ np.array([(x0 + x1) / 2 - 0.5, y1 - 0.5, 1.0])
         down = float(ray_b @ floor.normal)
         if down > 1e-6:
             z_floor = float(floor.offset / down) * float(ray_b[2])
@@ -514,23 +538,21 @@ def _prior_box(o: Object2D, K, g, floor, cfg: LiftConfig, priors, image_size, en
     if z_hint is not None and abs(math.log(z_hint / z)) < 0.3:
         # a handful of returns that agree with the geometry: both, by inverse variance
         a, b = getattr(cfg, f"fuse_sigma_{depth_kind}")
-        sp, sh = a + b * z_hint, _height_sigma(prior)
-        wp, wh = 1.0 / (sp * sp), 1.0 / (sh * sh)
-        z, how = math.exp((wp * math.log(z_hint) + wh * math.log(z)) / (wp + wh)), "points"
-    z += pl / 2
+        z, how = _fuse_log(z_hint, a + b * z_hint, z, _height_sigma(prior)), "points"
     if not (cfg.min_depth_m <= z <= cfg.max_depth_m):
         return False
-    center = ray_c * (z / ray_c[2])
     R = gravity_frame(g)
-    cg = center @ R
-    if floor is not None and abs(floor.offset - (cg[1] + ph / 2)) < 0.5 * ph:
-        cg[1] = floor.offset - ph / 2  # standing on the floor
-    # the yaw whose projection fills the 2D box best (a barrier seen end-on, a car from the side)
-    ray_yaw = math.atan2(cg[0], cg[2])
+    near = (ray_c * (z / ray_c[2])) @ R  # the near face's centre, gravity frame
+    if floor is not None and abs(floor.offset - (near[1] + ph / 2)) < 0.5 * ph:
+        near[1] = floor.offset - ph / 2  # standing on the floor
+    view = np.array([near[0], 0.0, near[2]]) / max(math.hypot(near[0], near[2]), 1e-9)  # horizontal ray
+    ray_yaw = math.atan2(near[0], near[2])
     best = None
     for k in range(12):
         yaw = ray_yaw + k * math.pi / 12
-        cand = Box3D.from_gravity(cg @ R.T, [pw, ph, pl], yaw, g)
+        c, s_ = math.cos(yaw), math.sin(yaw)  # box x axis (c, 0, -s), z axis (s, 0, c): rot_y(yaw)
+        half_depth = 0.5 * pw * abs(c * view[0] - s_ * view[2]) + 0.5 * pl * abs(s_ * view[0] + c * view[2])
+        cand = Box3D.from_gravity((near + view * half_depth) @ R.T, [pw, ph, pl], yaw, g)
         fill = iou_2d(project_box(cand, K, image_size), (x0, y0, x1, y1))
         if best is None or fill > best[0] + 1e-9:
             best = (fill, cand)

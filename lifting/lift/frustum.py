@@ -111,7 +111,7 @@ def _components(xyz: np.ndarray, uv: np.ndarray, K: np.ndarray, cfg: LiftConfig)
     # azimuth steps for LiDAR), from the nearest neighbours of a sample
     sample = a[:: max(1, n // 300)]
     dist, _ = tree2.query(sample, k=min(4, n))
-    spacing = float(np.median(dist[:, -1])) if dist.ndim == 2 else float(np.median(dist))
+    spacing = float(np.median(dist[:, -1]))  # n >= 2 here, so k >= 2 and dist is (m, k)
     r = max(cfg.frustum_radius_spacings * spacing, 1.5 / K[0, 0])
     scale = r / cfg.frustum_depth_rel  # a relative depth jump of frustum_depth_rel is one radius
     q = np.column_stack([a, np.log(xyz[:, 2]) * scale])
@@ -121,9 +121,12 @@ def _components(xyz: np.ndarray, uv: np.ndarray, K: np.ndarray, cfg: LiftConfig)
     return lab
 
 
-def _choose(xyz, uv, b, K, cfg: LiftConfig, prior_h: float | None, prior_spread: float,
-            image_size, diag: float | None = None) -> np.ndarray | None:
-    """Boolean selection of the object's points among the frustum points, or None."""
+def _choose(xyz, uv, b, K, cfg: LiftConfig, prior: tuple | None, image_size) -> np.ndarray | None:
+    """Boolean selection of the object's points among the frustum points, or None.
+
+    `prior`: (typical height m, log spread of heights, footprint diagonal m) of the
+    category, or None for a generic one."""
+    prior_h, prior_spread, diag = prior if prior is not None else (None, None, None)
     n = len(xyz)
     if n < cfg.frustum_min_points:
         return None
@@ -206,8 +209,7 @@ def segment_frustums(boxes_xyxy: np.ndarray, depth: np.ndarray, valid: np.ndarra
         if drop is not None:
             xyz, uv = xyz[~drop], uv[~drop]
         ph = prior_heights[i]
-        sel = _choose(xyz, uv, boxes_xyxy[i], K, cfg, None if ph is None else ph[0],
-                      0.35 if ph is None else ph[1], image_size, None if ph is None else ph[2])
+        sel = _choose(xyz, uv, boxes_xyxy[i], K, cfg, ph, image_size)
         if sel is None or sel.sum() < cfg.frustum_min_points:
             return None
         p, q = xyz[sel], uv[sel]
@@ -236,11 +238,13 @@ def segment_frustums(boxes_xyxy: np.ndarray, depth: np.ndarray, valid: np.ndarra
         seg = choose(i, drop) if drop.any() else first[i]  # nothing claimed: the first choice stands
         if seg is None:
             continue
-        depths = [out[j].z_med if out[j] is not None else None for j in range(n)]
-        depths[i] = seg.z_med
-        seg.hidden = hidden_sides(i, boxes_xyxy, depths, image_size)
         out[i] = seg
         done.append(i)
+    # hidden sides once every object's depth is known (the ownership order above is not
+    # strictly near to far)
+    depths = [sg.z_med if sg is not None else None for sg in out]
+    for i in done:
+        out[i].hidden = hidden_sides(i, boxes_xyxy, depths, image_size)
     return out
 
 
