@@ -14,7 +14,9 @@ against the dataset's own GT boxes:
   generator has them, realistic indoor / outdoor scenes with sensor models), same run;
 - the sensitivity to the depth model (item 5 of issue 15) on the dense real frames: global
   depth scale x0.8 / 0.9 / 1.1 / 1.25, a smooth low-frequency distortion, edge blur, and a
-  field-of-view prior (60 degrees) instead of the true K. This table lifts in process
+  field-of-view prior (60 degrees) instead of the true K, on the SUN RGB-D toolbox frame and
+  the KITTI frames (stereo, and LiDAR: sparse depth is lifted as sparse whatever its source
+  says, and has no edges to blur). This table lifts in process
   (`lift_image` + `Evaluator`, the functions `lift3d lift` / `eval` call) because it
   perturbs the depth and K between reading and lifting; perturbed depth is lifted as a depth
   model's (`depth_source` model:..., as in production), the first row as the sensor's.

@@ -188,7 +188,9 @@ def read_points(path, columns: int) -> np.ndarray:
     of a point), `depth_bad_params` (columns < 3).
     """
     p = os.fspath(path)
-    if not isinstance(columns, int) or columns < 3:
+    if isinstance(columns, float) and columns.is_integer():  # a JSON round trip may make 4 into 4.0
+        columns = int(columns)
+    if not isinstance(columns, int) or isinstance(columns, bool) or columns < 3:
         raise InputError("depth_bad_params", f"points need columns >= 3 (x, y, z first), got {columns!r}")
     if not os.path.exists(p):
         raise InputError("depth_missing", p)

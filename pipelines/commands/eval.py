@@ -67,6 +67,8 @@ def _run(args: argparse.Namespace) -> int:
     from lifting.viz.reader import decode_depth, iter_records
 
     paths = repository_paths(args.repository)
+    if args.gt_images and args.gt_source == "omni3d":
+        raise UserError("--gt-images applies to --gt-source kitti, sunrgbd or nuscenes")
     if args.gt:
         if not Path(args.gt).exists() or (args.gt_source == "omni3d" and not Path(args.gt).is_file()):
             raise UserError(f"GT file not found: {args.gt}")
