@@ -74,7 +74,7 @@ class LiftConfig:
     prior_front_bias: float = 0.3  # log-units favouring "the long side faces the camera"
     # --- box-only segmentation
     boxseg_method: str = "frustum"  # frustum (points, dense or sparse depth) | pixels (8-connected pixel components)
-    frustum_max_points: int = 3000  # dense depth: frustum pixels are strided to about this many
+    frustum_max_points: int = 1500  # frustum pixels are strided (dense) or thinned (sparse) to about this many
     frustum_min_points: int = 5  # a cluster needs at least this many points
     frustum_radius_spacings: float = 2.5  # clustering radius in typical point spacings (angular)
     frustum_depth_rel: float = 0.05  # ... and a relative depth jump of this much is one radius
