@@ -8,6 +8,17 @@ import numpy as np
 REAL3D = Path(__file__).resolve().parents[1].parent / "shared" / "data" / "real3d"
 
 
+def record_depth_points(rec) -> tuple[np.ndarray, np.ndarray]:
+    """(depth (H, W) metres, xyz (H, W, 3) camera frame) of a real-dataset image record,
+    through `read_record_depth` (the pipeline's reader), checked against the image size."""
+    from lifting.camera import backproject
+    from lifting.sources.depth_io import read_record_depth
+
+    depth = read_record_depth(rec.to_dict())
+    assert depth.shape == (rec.height, rec.width)
+    return depth, backproject(depth, np.asarray(rec.K))
+
+
 def central_points(xyz: np.ndarray, depth: np.ndarray, bbox_xyxy) -> np.ndarray:
     """(N, 3) points of the valid pixels in the central half of a 2D box (mostly the object
     itself, not its background), from (H, W, 3) back-projected `xyz` and (H, W) `depth`."""

@@ -10,11 +10,9 @@ import numpy as np
 import pytest
 
 from lifting.boxes import Box3D, iou_2d, project_box
-from lifting.camera import backproject
 from lifting.sources import SourceConfigError, open_source
-from lifting.sources.depth_io import read_record_depth
 from lifting.sources.kitti import parse_label_line, read_calib, velo_to_cam2
-from real3d_helpers import REAL3D, central_points
+from real3d_helpers import REAL3D, central_points, record_depth_points
 
 KITTI = REAL3D / "kitti" / "training"
 
@@ -76,10 +74,8 @@ def test_depth_points_fall_inside_the_gt_boxes(kitti, kind):
     recs, _, _ = _records(kitti, sensor_depth=kind)
     fracs, valid = [], []
     for r in recs:
-        depth = read_record_depth(r.to_dict())
-        assert depth.shape == (r.height, r.width)
+        depth, xyz = record_depth_points(r)
         valid.append((depth > 0).mean())
-        xyz = backproject(depth, np.asarray(r.K))
         for o in r.objects:
             box = Box3D.from_omni3d(o.gt_box3d)
             if o.attributes["occluded"] >= 2 or box.center_cam[2] > 40:

@@ -13,11 +13,10 @@ import numpy as np
 import pytest
 
 from lifting.boxes import Box3D, iou_2d, project_box
-from lifting.camera import backproject
 from lifting.sources import SourceConfigError, open_source
 from lifting.sources.depth_io import read_points, read_record_depth
 from lifting.sources.safe_pickle import load_pickle
-from real3d_helpers import REAL3D, central_points
+from real3d_helpers import REAL3D, central_points, record_depth_points
 
 NUSC = REAL3D / "nuscenes"
 INFO_NAME = "n015-2018-07-24-11-22-45+0800.pkl"
@@ -118,10 +117,8 @@ def test_lidar_depth_is_sparse_and_lands_in_the_gt_boxes(records):
     recs = records[0]
     fracs, valid = [], []
     for r in recs:
-        depth = read_record_depth(r.to_dict())
-        assert depth.shape == (r.height, r.width)
+        depth, xyz = record_depth_points(r)
         valid.append((depth > 0).mean())
-        xyz = backproject(depth, np.asarray(r.K))
         for o in r.objects:
             pts = central_points(xyz, depth, o.bbox_xyxy)  # mostly the object itself
             if len(pts) >= 10:
