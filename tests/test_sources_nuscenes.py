@@ -14,7 +14,7 @@ import pytest
 
 from lifting.boxes import Box3D, iou_2d, project_box
 from lifting.sources import SourceConfigError, open_source
-from lifting.sources.depth_io import read_points, read_record_depth
+from lifting.sources.depth_io import read_points
 from lifting.sources.safe_pickle import load_pickle
 from real3d_helpers import REAL3D, central_points, record_depth_points
 
