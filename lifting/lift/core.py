@@ -17,7 +17,7 @@ from lifting.camera import validate_K
 from lifting.lift.boxseg import segment_boxes
 from lifting.lift.cloud import clean_points
 from lifting.lift.config import LiftConfig
-from lifting.lift.filters import check_box, check_pixels
+from lifting.lift.filters import check_box, check_pixels, is_specific
 from lifting.lift.fit import fit_box, quantiles
 from lifting.lift.gravity import GravityEstimate, estimate_gravity, sample_points
 from lifting.lift.pixels import box_slices, hidden_edges, object_points, valid_and_edges
@@ -255,7 +255,7 @@ def _prior_height(priors, category: str):
     """(typical height m, log spread of heights, footprint diagonal m) of a category's size
     prior, None for the generic one."""
     prior, dims = priors.dims(category)
-    if prior is None or getattr(prior, "source", "generic") == "generic":
+    if not is_specific(prior):
         return None
     return float(dims[1]), _height_sigma(prior), float(math.hypot(dims[0], dims[2]))
 
@@ -339,9 +339,9 @@ def _fit_object(o: Object2D, xyz: np.ndarray, hidden3: tuple, K, g, floor, cfg: 
                   bottom_hidden=hidden, prior_max_height=None if prior is None else float(prior.max[1]),
                   sides_hidden=sides, box_height_m=box_h,
                   prior_length=None if prior_dims is None else float(max(prior_dims[0], prior_dims[2])),
-                  prior_max_dims=None if prior is None or prior.source == "generic" else np.asarray(prior.max, float),
+                  prior_max_dims=np.asarray(prior.max, float) if is_specific(prior) else None,
                   top_hidden=top_cut,
-                  prior_min_height=None if prior is None or prior.source == "generic" else float(prior.min[1]))
+                  prior_min_height=float(prior.min[1]) if is_specific(prior) else None)
     box = fit.box
     if (cfg.align_to_box and depth_kind != "dense" and not fit.round and not any(hidden3)
             and x0 > 1 and x1 < W - 1 and y0 > 1 and y1 < H - 1):
@@ -365,7 +365,7 @@ def _fit_object(o: Object2D, xyz: np.ndarray, hidden3: tuple, K, g, floor, cfg: 
     )
     if (cfg.prior_fallback and figures["proj_iou_visible"] < cfg.refit_below_proj_iou and not any(hidden3)
             and reason in (None, "low_projected_iou")
-            and prior is not None and getattr(prior, "source", "generic") != "generic"):
+            and is_specific(prior)):
         # the fit disagrees with the 2D box (smeared or noisy depth stretched the footprint
         # the wrong way): the category's box placed at the points' depth, oriented to fill
         # the 2D box, replaces it when it agrees clearly better (not when the observed size
@@ -396,7 +396,8 @@ def _align_to_2d_box(box, bbox_xyxy, K, g, image_size, cfg: LiftConfig):
     base = iou_2d(project_box(box, K, image_size), b)
     R = gravity_frame(g)
     cg = box.center_cam @ R  # gravity frame: x right, y down, z forward
-    side = np.array([cg[2], 0.0, -cg[0]]) / max(math.hypot(cg[0], cg[2]), 1e-9)  # across the view
+    dist = max(math.hypot(cg[0], cg[2]), 1e-9)  # horizontal distance, shared by every candidate
+    side = np.array([cg[2], 0.0, -cg[0]]) / dist  # across the view
     best, best_iou = box, base
     step = cfg.align_yaw_deg / 4
     for k in range(-4, 5):
@@ -406,7 +407,7 @@ def _align_to_2d_box(box, bbox_xyxy, K, g, image_size, cfg: LiftConfig):
             continue
         # slide across the view until the projection is centred on the 2D box
         # moving across the view by s at horizontal distance D shifts the image by fx s D / z^2
-        z, dist = float(cand.center_cam[2]), max(math.hypot(cg[0], cg[2]), 1e-9)
+        z = float(cand.center_cam[2])
         shift = ((b[0] + b[2]) / 2 - (p[0] + p[2]) / 2) * z * z / (float(K[0, 0]) * dist)
         cand = Box3D(cand.center_cam + (side * shift) @ R.T, cand.dimensions, cand.R_cam, cand.yaw)
         v = iou_2d(project_box(cand, K, image_size), b)
@@ -454,7 +455,7 @@ def _fuse_depth(pts: np.ndarray, box_h_px: float, K, prior, prior_dims, depth_ki
     stereo car at 50 m or a monocular model's global scale error moves towards the prior.
     z_h comes from `_box_distance` (the top face seen from above included).
     """
-    if prior is None or getattr(prior, "source", "generic") == "generic" or box_h_px <= 1:
+    if not is_specific(prior) or box_h_px <= 1:
         return 1.0
     a, b = getattr(cfg, f"fuse_sigma_{depth_kind}")
     z_p = float(np.median(pts[:, 2]))
@@ -516,7 +517,7 @@ def _prior_box(o: Object2D, K, g, floor, cfg: LiftConfig, priors, image_size, en
     prior, dims = priors.dims(o.category)
     W, H = image_size
     x0, y0, x1, y1 = (float(v) for v in o.bbox_xyxy)
-    if prior is None or getattr(prior, "source", "generic") == "generic" or y0 <= 1 or y1 >= H - 1:
+    if not is_specific(prior) or y0 <= 1 or y1 >= H - 1:
         return False
     pw, ph, pl = (float(v) for v in dims)
     Kinv = np.linalg.inv(K)

@@ -26,6 +26,12 @@ def check_pixels(pix: np.ndarray | None, valid_frac: float, measured_frac: float
     return None
 
 
+def is_specific(prior) -> bool:
+    """Whether a size prior comes from a category's own table entry (not the generic
+    fallback, which says nothing about the object)."""
+    return prior is not None and getattr(prior, "source", "generic") != "generic"
+
+
 def check_box(box: Box3D, proj_iou: float, truncation: float, prior, cfg: LiftConfig) -> str | None:
     """After fitting: size (absolute and against the prior), aspect, truncation, self-consistency."""
     # plain floats: a handful of comparisons, where numpy's per-call cost dominated
@@ -37,7 +43,7 @@ def check_box(box: Box3D, proj_iou: float, truncation: float, prior, cfg: LiftCo
         return "implausible_size"
     if cfg.max_size_m is not None and d_max > cfg.max_size_m:
         return "implausible_size"
-    if cfg.prior_ratio is not None and prior is not None and getattr(prior, "source", "generic") != "generic":
+    if cfg.prior_ratio is not None and is_specific(prior):
         r = cfg.prior_ratio
         size = (max(w, l_), h, min(w, l_))  # (long, height, short) like the prior's (w, h, l)
         if any(s < float(lo) / r or s > float(hi) * r for s, lo, hi in zip(size, prior.min, prior.max)):

@@ -326,6 +326,15 @@ def is_number(v: Any) -> bool:
     return t is float or t is int or (isinstance(v, Real) and t is not bool)
 
 
+def is_float_text(t: str) -> bool:
+    """Whether a token of a text file parses as a number (`float(t)` succeeds)."""
+    try:
+        float(t)
+        return True
+    except ValueError:
+        return False
+
+
 def positive_int(v: Any) -> int | None:
     """v as a positive int when it is an integral number > 0, else None."""
     if is_number(v) and math.isfinite(v) and float(v).is_integer() and v > 0:

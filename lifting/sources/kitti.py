@@ -36,7 +36,7 @@ from typing import Iterator
 import numpy as np
 
 from lifting.records import ErrorRecord
-from lifting.sources import SourceConfigError
+from lifting.sources import SourceConfigError, is_float_text
 from lifting.sources.real3d import Frame, GTObject3D, Real3DSource, gt_box_dict, image_size, require_dir
 
 IGNORED = {"DontCare"}
@@ -109,7 +109,7 @@ def road_plane_gravity(path: str) -> list[float] | None:
     normal pointing up), or None when the file is unusable."""
     try:
         with open(path, encoding="utf-8") as f:
-            nums = [float(v) for line in f for v in line.split() if _num(v)]
+            nums = [float(v) for line in f for v in line.split() if is_float_text(v)]
     except OSError:
         return None
     if len(nums) < 4:
@@ -117,14 +117,6 @@ def road_plane_gravity(path: str) -> list[float] | None:
     n = -np.asarray(nums[-4:-1])
     norm = np.linalg.norm(n)
     return (n / norm).tolist() if norm > 0 and n[1] > 0 else None
-
-
-def _num(v: str) -> bool:
-    try:
-        float(v)
-        return True
-    except ValueError:
-        return False
 
 
 class KittiSource(Real3DSource):

@@ -36,7 +36,8 @@ import numpy as np
 from lifting.boxes import DEFAULT_GRAVITY, yaw_of
 from lifting.camera import validate_K
 from lifting.records import ErrorRecord, ImageRecord
-from lifting.sources import Group, Source, SourceConfigError, check_bbox_xyxy, check_bbox_xywh, is_number
+from lifting.sources import (Group, Source, SourceConfigError, check_bbox_xyxy, check_bbox_xywh, is_float_text,
+                             is_number)
 from lifting.sources.coco import IMAGE_KEYS, CocoSource
 from lifting.sources.image_io import IMAGE_EXTENSIONS
 
@@ -209,7 +210,7 @@ class RGBDFolderSource(Source):
                 for line in f:
                     if line.lstrip().startswith("#"):
                         continue
-                    paths = [t for t in line.split() if not _is_float(t)]
+                    paths = [t for t in line.split() if not is_float_text(t)]
                     if len(paths) != 2:
                         continue
                     depth = next((p for p in paths if "depth" in p.lower()), paths[1])
@@ -251,11 +252,3 @@ class RGBDFolderSource(Source):
                           image_id=group.image_id, image_path=path, width=self.size[0], height=self.size[1],
                           K=self.K, depth_path=depth, depth_scale=self.depth_scale,
                           depth_encoding=self.depth_encoding)
-
-
-def _is_float(t: str) -> bool:
-    try:
-        float(t)
-        return True
-    except ValueError:
-        return False
