@@ -1,6 +1,7 @@
 """Shared by the tests on the real frames of ../shared/data/real3d."""
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import numpy as np
@@ -26,3 +27,17 @@ def central_points(xyz: np.ndarray, depth: np.ndarray, bbox_xyxy) -> np.ndarray:
     cx, cy, hw, hh = (x0 + x1) / 2, (y0 + y1) / 2, (x1 - x0) / 4, (y1 - y0) / 4
     win = (slice(int(cy - hh), int(cy + hh) + 1), slice(int(cx - hw), int(cx + hw) + 1))
     return xyz[win][depth[win] > 0]
+
+
+def lift_and_eval(source: str, annotations, tmp_path, lift_flags=(), eval_flags=()) -> dict:
+    """`lift3d lift --source SOURCE --segmenter none` then `lift3d eval --gt-source SOURCE` on
+    the same native files, in process; the eval report (both commands must exit 0)."""
+    from pipelines import cli
+
+    out = tmp_path / "out"
+    assert cli.main(["lift", "--source", source, "--annotations", str(annotations), "--out", str(out),
+                     "--segmenter", "none", "--workers", "1", "--no-progress", *lift_flags]) == 0
+    report = tmp_path / "eval.json"
+    assert cli.main(["eval", "--repository", str(out), "--gt", str(annotations), "--gt-source", source,
+                     "--out", str(report), *eval_flags]) == 0
+    return json.loads(report.read_text())

@@ -3,7 +3,6 @@ dataset's own 2D boxes and LiDAR / stereo depth, conventions, malformed inputs, 
 `lift3d lift` + `lift3d eval --gt-source kitti` end to end."""
 from __future__ import annotations
 
-import json
 import shutil
 
 import numpy as np
@@ -12,7 +11,7 @@ import pytest
 from lifting.boxes import Box3D, iou_2d, project_box
 from lifting.sources import SourceConfigError, open_source
 from lifting.sources.kitti import parse_label_line, read_calib, velo_to_cam2
-from real3d_helpers import REAL3D, central_points, record_depth_points
+from real3d_helpers import REAL3D, central_points, lift_and_eval, record_depth_points
 
 KITTI = REAL3D / "kitti" / "training"
 
@@ -133,15 +132,8 @@ def test_bad_layouts_and_lines_are_named(tmp_path, kitti):
 
 
 def test_lift_and_eval_run_on_the_native_layout(kitti, tmp_path):
-    from pipelines import cli
-
-    out = tmp_path / "out"
-    assert cli.main(["lift", "--source", "kitti", "--annotations", str(kitti), "--sensor-depth", "disparity",
-                     "--out", str(out), "--segmenter", "none", "--workers", "1", "--no-progress", "--limit", "3"]) == 0
-    report = tmp_path / "eval.json"
-    assert cli.main(["eval", "--repository", str(out), "--gt", str(kitti), "--gt-source", "kitti",
-                     "--images", "present", "--out", str(report)]) == 0
-    r = json.loads(report.read_text())
+    r = lift_and_eval("kitti", kitti, tmp_path, ["--sensor-depth", "disparity", "--limit", "3"],
+                      ["--images", "present"])
     assert r["gt_objects"] == 6  # the objects of frames 000000-000002
     assert r["gt_skipped"] == {"gt_ignored_category": 19}  # DontCare regions of the 9 frames
     assert r["matched"] + r["rejected"] + r["missing"] == r["gt_objects"]

@@ -16,7 +16,7 @@ from lifting.boxes import Box3D, iou_2d, project_box
 from lifting.sources import SourceConfigError, open_source
 from lifting.sources.depth_io import read_points
 from lifting.sources.safe_pickle import load_pickle
-from real3d_helpers import REAL3D, central_points, record_depth_points
+from real3d_helpers import REAL3D, central_points, lift_and_eval, record_depth_points
 
 NUSC = REAL3D / "nuscenes"
 INFO_NAME = "n015-2018-07-24-11-22-45+0800.pkl"
@@ -224,14 +224,6 @@ def test_bad_boxes_become_named_errors(info, tmp_path):
 
 
 def test_lift_and_eval_run_on_the_info_file(info, tmp_path):
-    from pipelines import cli
-
-    out = tmp_path / "out"
-    assert cli.main(["lift", "--source", "nuscenes", "--annotations", str(info), "--out", str(out),
-                     "--segmenter", "none", "--workers", "1", "--no-progress"]) == 0
-    report = tmp_path / "eval.json"
-    assert cli.main(["eval", "--repository", str(out), "--gt", str(info), "--gt-source", "nuscenes",
-                     "--out", str(report)]) == 0
-    r = json.loads(report.read_text())
+    r = lift_and_eval("nuscenes", info, tmp_path)
     assert r["gt_objects"] == 84
     assert r["matched"] + r["rejected"] + r["missing"] == r["gt_objects"]

@@ -7,7 +7,6 @@ from __future__ import annotations
 import json
 import os
 import pickle
-from pathlib import Path
 
 import numpy as np
 import pytest
@@ -19,8 +18,9 @@ from lifting.sources.depth_io import read_record_depth
 from lifting.sources.safe_pickle import load_pickle
 from lifting.sources.sunrgbd import (link_polygons, read_rtilt, split_class, split_depth2img, toolbox_gt_box,
                                      upright_box, votenet_gt_box)
+from real3d_helpers import REAL3D, lift_and_eval
 
-SUN = Path(__file__).resolve().parents[1].parent / "shared" / "data" / "real3d" / "sunrgbd"
+SUN = REAL3D / "sunrgbd"
 TOOLBOX = SUN / "img_0063"
 VOTENET = SUN / "000017"
 INFO = VOTENET / "sunrgbd_000017_infos.pkl"
@@ -312,15 +312,7 @@ def test_info_paths_cannot_escape_and_labels_are_checked(sun, tmp_path):
 
 @pytest.mark.parametrize("gt,n", [(TOOLBOX, 7), (INFO, 2)])
 def test_lift_and_eval_run_on_the_native_layouts(sun, tmp_path, gt, n):
-    from pipelines import cli
-
-    out = tmp_path / "out"
-    assert cli.main(["lift", "--source", "sunrgbd", "--annotations", str(gt), "--out", str(out),
-                     "--segmenter", "none", "--workers", "1", "--no-progress"]) == 0
-    report = tmp_path / "eval.json"
-    assert cli.main(["eval", "--repository", str(out), "--gt", str(gt), "--gt-source", "sunrgbd",
-                     "--out", str(report)]) == 0
-    r = json.loads(report.read_text())
+    r = lift_and_eval("sunrgbd", gt, tmp_path)
     assert r["gt_objects"] == n and r["gt_skipped"] == {}  # every GT object is scored
     assert r["matched"] + r["rejected"] + r["missing"] == n
     if gt == TOOLBOX:  # dense sensor depth: the image is lifted (votenet's 50k points cover ~13 % of
