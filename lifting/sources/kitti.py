@@ -37,7 +37,8 @@ import numpy as np
 
 from lifting.records import ErrorRecord
 from lifting.sources import SourceConfigError, is_float_text
-from lifting.sources.real3d import Frame, GTObject3D, Real3DSource, gt_box_dict, image_size, require_dir
+from lifting.sources.image_io import image_size
+from lifting.sources.real3d import Frame, GTObject3D, Real3DSource, gt_box_dict, require_dir
 
 IGNORED = {"DontCare"}
 

@@ -71,7 +71,8 @@ import numpy as np
 
 from lifting.records import ErrorRecord
 from lifting.sources import SourceConfigError
-from lifting.sources.real3d import Frame, GTObject3D, Real3DSource, gt_box_dict, image_size, require_dir
+from lifting.sources.image_io import image_size
+from lifting.sources.real3d import Frame, GTObject3D, Real3DSource, gt_box_dict, require_dir
 from lifting.sources.safe_pickle import UnsafePickleError, load_pickle
 
 CAMERAS = ("CAM_FRONT", "CAM_FRONT_RIGHT", "CAM_FRONT_LEFT", "CAM_BACK", "CAM_BACK_LEFT", "CAM_BACK_RIGHT")

@@ -101,13 +101,6 @@ def category_name(raw: str) -> str:
     return normalize_category(str(raw).replace("_", " ").replace(".", " "))
 
 
-def image_size(path: str) -> tuple[int, int]:
-    """(width, height) from the image file's header (no decode)."""
-    from lifting.sources.image_io import image_size as _size
-
-    return _size(path)
-
-
 def require_dir(path: str | None, what: str, name: str) -> str:
     if not path or not os.path.isdir(path):
         raise SourceConfigError(f"{name}: {what} folder not found: {path}")

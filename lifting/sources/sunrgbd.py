@@ -109,7 +109,8 @@ import numpy as np
 from lifting.boxes import Box3D, clip_box_2d, iou_2d, project_box
 from lifting.records import ErrorRecord
 from lifting.sources import SourceConfigError, is_utf8_text, safe_text
-from lifting.sources.real3d import Frame, GTObject3D, Real3DSource, gt_box_dict, image_size
+from lifting.sources.image_io import image_size
+from lifting.sources.real3d import Frame, GTObject3D, Real3DSource, gt_box_dict
 from lifting.sources.safe_pickle import UnsafePickleError, load_pickle
 
 #: mmdetection3d's SUN RGB-D classes, in label order (SUNRGBDDataset.METAINFO).
