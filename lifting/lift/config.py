@@ -70,7 +70,9 @@ class LiftConfig:
     align_to_box: bool = True  # sparse/noisy depth, object seen whole: turn/slide its box to fit its 2D box
     align_yaw_deg: float = 30.0  # ... within this of the fitted yaw
     align_min_gain: float = 0.05  # ... when the projected IoU improves by more than this
+    floor_contact_sigma: tuple[float, float] = (0.03, 0.004)  # relative error a + b * z / camera height of a distance from the floor contact
     prior_scale_clip: tuple[float, float] = (0.6, 1.6)
+    smear_cap_typical: float | None = 1.0  # stereo / model depth: extent along the view beyond this x the typical size is smear
     prior_front_bias: float = 0.3  # log-units favouring "the long side faces the camera"
     # --- box-only segmentation
     boxseg_method: str = "frustum"  # frustum (points, dense or sparse depth) | pixels (8-connected pixel components)
@@ -103,7 +105,7 @@ class LiftConfig:
         unknown = sorted(set(d) - names)
         if unknown:
             raise ValueError(f"unknown lifting option(s): {', '.join(unknown)}")
-        for k in ("prior_scale_clip", "fuse_sigma_dense", "fuse_sigma_stereo", "fuse_sigma_model", "fuse_sigma_sparse"):
+        for k in ("prior_scale_clip", "floor_contact_sigma", "fuse_sigma_dense", "fuse_sigma_stereo", "fuse_sigma_model", "fuse_sigma_sparse"):
             if k in d:
                 d[k] = tuple(d[k])
         return cls(**d)

@@ -205,7 +205,12 @@ def lift_image(record: ImageRecord, depth: np.ndarray, K: np.ndarray, *, K_sourc
         fallback = ("no_foreground_cluster", "too_few_points") + (("depth_invalid",) if sparse else ())
         if reason in fallback and cfg.prior_fallback and (depth_kind != "dense" or not _depth_sees(o, valid, cfg)):
             sg = frustum.get(o.object_id)
-            z_hint = float(np.median(sg.xyz[:, 2])) if sg is not None and len(sg.xyz) else None
+            z_hint = sg.xyz[:, 2] if sg is not None and len(sg.xyz) else None
+            if depth_kind == "sparse":
+                # a far object has a handful of returns, too few for a cluster and mixed with
+                # what lies before and behind it: all the box's returns off the road are
+                # candidates, and the prior box picks those its geometry agrees with
+                z_hint = _box_returns(o, depth, valid, K, floor, cfg)
             alt: dict = {"quality": {}}
             if _prior_box(o, K, g, floor, cfg, priors, (W, H), alt, z_hint, depth_kind):
                 # kept with the prior's box; a rejection keeps its own reason and figures
@@ -339,7 +344,7 @@ def _fit_object(o: Object2D, xyz: np.ndarray, hidden3: tuple, K, g, floor, cfg: 
                   bottom_hidden=hidden, prior_max_height=None if prior is None else float(prior.max[1]),
                   sides_hidden=sides, box_height_m=box_h,
                   prior_length=None if prior_dims is None else float(max(prior_dims[0], prior_dims[2])),
-                  prior_max_dims=np.asarray(prior.max, float) if is_specific(prior) else None,
+                  prior_max_dims=_smear_cap(prior, prior_dims, depth_kind, cfg),
                   top_hidden=top_cut,
                   prior_min_height=float(prior.min[1]) if is_specific(prior) else None)
     box = fit.box
@@ -371,12 +376,26 @@ def _fit_object(o: Object2D, xyz: np.ndarray, hidden3: tuple, K, g, floor, cfg: 
         # the 2D box, replaces it when it agrees clearly better (not when the observed size
         # contradicts the category: that stays a size rejection)
         alt = {"quality": {}}
-        if _prior_box(o, K, g, floor, cfg, priors, image_size, alt, z_measured, depth_kind) and \
+        if _prior_box(o, K, g, floor, cfg, priors, image_size, alt, np.array([z_measured]), depth_kind) and \
                 alt["quality"]["proj_iou"] > figures["proj_iou_visible"] + cfg.refit_min_gain:
             entry["box3d"] = alt["box3d"]
             entry["quality"] = {"n_points": entry["quality"]["n_points"], **alt["quality"]}
             return None
     return reason
+
+
+def _smear_cap(prior, prior_dims, depth_kind: str, cfg: LiftConfig):
+    """(3,) largest (w, h, l) the fit keeps along the view before it calls the rest smeared
+    depth: the category's largest for a depth camera or LiDAR; for stereo and monocular
+    depth, which interpolate between an object's edge and what lies behind it (a car's
+    footprint seen end-on grows tails of 2-3 m), at most `smear_cap_typical` times its
+    typical size. None without a specific prior."""
+    if not is_specific(prior):
+        return None
+    cap = np.asarray(prior.max, float)
+    if depth_kind in ("stereo", "model") and cfg.smear_cap_typical:
+        cap = np.minimum(cap, cfg.smear_cap_typical * np.asarray(prior_dims, float))
+    return cap
 
 
 def _align_to_2d_box(box, bbox_xyxy, K, g, image_size, cfg: LiftConfig):
@@ -495,15 +514,88 @@ def assess_box(box, bbox_xyxy, K, image_size, hidden3: tuple, prior, cfg: LiftCo
     return figures, check_box(box, vis_iou, truncation, prior, cfg)
 
 
+def _box_returns(o: Object2D, depth, valid, K, floor, cfg: LiftConfig) -> np.ndarray | None:
+    """(N,) depths (metres) of the valid pixels in an object's 2D box (sparse depth: its
+    LiDAR returns) that are not on the floor / road plane; None when there are none."""
+    sl = box_slices(o.bbox_xyxy, depth.shape)
+    if sl is None:
+        return None
+    vv, uu = np.nonzero(valid[sl])
+    z = depth[sl][vv, uu].astype(np.float64)
+    if floor is not None and len(z):
+        from lifting.camera import unproject_points
+
+        xyz = unproject_points(np.stack([uu + sl[1].start, vv + sl[0].start], axis=1), z, K)
+        z = z[floor.height_above(xyz) > cfg.frustum_floor_m + cfg.frustum_floor_rel * z]
+    return z if len(z) else None
+
+
+def _returns_distance(z: np.ndarray, z_geo: float, sigma_geo: float) -> float | None:
+    """Distance of an object's near surface from the depths of the points seen in its 2D box
+    (a few LiDAR returns, or a cluster), or None when none agree with the geometry.
+
+    The depths are grouped along the ray (a gap of more than max(0.5 m, 2 %) splits: an
+    occluder, the object, the background); each group within 2.5 sigma (log) of the
+    geometric distance `z_geo` (box height / floor contact, relative error `sigma_geo`)
+    scores its size times its Gaussian agreement with it, and the best one's 20th
+    percentile (its near side) is returned."""
+    z = np.sort(z[z > 0])
+    if len(z) == 0:
+        return None
+    cuts = np.flatnonzero(np.diff(z) > np.maximum(0.5, 0.02 * z[:-1])) + 1
+    best, best_score = None, 0.0
+    for grp in np.split(z, cuts):
+        zc = float(np.percentile(grp, 20))
+        dev = math.log(zc / z_geo) / sigma_geo
+        if abs(dev) > 2.5:
+            continue
+        score = len(grp) * math.exp(-0.5 * dev * dev)
+        if score > best_score:
+            best, best_score = zc, score
+    return best
+
+
+def _geo_distance(o: Object2D, K, floor, cfg: LiftConfig, priors, image_size) -> tuple[float, float, str] | None:
+    """(distance z of the near face, metres; its relative error; how) of an object from its
+    2D box alone: the distance at which the category's prior height fills the box height,
+    fused by inverse variance (in log space) with where the box's bottom edge meets the
+    floor when there is one and the two roughly agree (the floor contact's error grows with
+    range: a small tilt of the plane, or a road that is not planar, moves a far contact a
+    lot). None for a generic prior or a box cut at the top or bottom."""
+    prior, dims = priors.dims(o.category)
+    H = image_size[1]
+    x0, y0, x1, y1 = (float(v) for v in o.bbox_xyxy)
+    if not is_specific(prior) or y0 <= 1 or y1 >= H - 1:
+        return None
+    camera_height = None if floor is None else float(floor.offset)
+    z_height = _box_distance(y1 - y0, K, dims, camera_height)
+    sigma = _height_sigma(prior)
+    if floor is not None:
+        # ray through the bottom edge (edge coordinate e = pixel-centre coordinate e - 0.5)
+        ray_b = np.linalg.solve(K, np.array([(x0 + x1) / 2 - 0.5, y1 - 0.5, 1.0]))
+        down = float(ray_b @ floor.normal)
+        if down > 1e-6:
+            z_floor = float(floor.offset / down) * float(ray_b[2])
+            if abs(math.log(z_floor / z_height)) < 0.4:
+                a, b = cfg.floor_contact_sigma
+                s_f = a + b * z_floor / camera_height
+                return (_fuse_log(z_floor, s_f, z_height, sigma), 1.0 / math.sqrt(1.0 / s_f ** 2 + 1.0 / sigma ** 2),
+                        "floor_contact")
+    return z_height, sigma, "box_height"
+
+
 def _prior_box(o: Object2D, K, g, floor, cfg: LiftConfig, priors, image_size, entry: dict,
-               z_hint: float | None, depth_kind: str = "dense") -> bool:
+               z_hint: np.ndarray | None, depth_kind: str = "dense") -> bool:
     """Box of an object that depth barely sees (a far car with a few LiDAR returns, a dark
     or thin object): the category's typical size, standing where its 2D box says.
 
-    Distance of the near face, along the ray through the 2D box centre: the few depth
-    points when there are any (`z_hint`, their median z, fused with the geometry by
-    inverse variance), else where the box's bottom edge meets the floor, else the distance
-    at which the prior height fills the box height (`_box_distance`). Only for a specific
+    Distance of the near face, along the ray through the 2D box centre: the geometry of
+    the 2D box (`_geo_distance`: box height under the prior height, fused with the floor
+    contact of its bottom edge), fused by inverse variance with the depths seen in the box
+    when some agree with it (`z_hint`: (N,) depths, metres -- a cluster's, or all of a
+    sparse box's returns off the road; `_returns_distance` picks the group along the ray
+    that the geometry supports, so an occluder's or the background's returns are not
+    taken for the object's). Only for a specific
     (non-generic) prior and a 2D box whose top and bottom are inside the image. Each yaw
     candidate is pushed back along the view by its own half-depth (a car end-on reaches
     2.25 m behind its near face, side-on 0.9 m), and the one whose projection fills the 2D
@@ -515,31 +607,19 @@ def _prior_box(o: Object2D, K, g, floor, cfg: LiftConfig, priors, image_size, en
     from lifting.boxes import Box3D, gravity_frame
 
     prior, dims = priors.dims(o.category)
-    W, H = image_size
-    x0, y0, x1, y1 = (float(v) for v in o.bbox_xyxy)
-    if not is_specific(prior) or y0 <= 1 or y1 >= H - 1:
+    geo = _geo_distance(o, K, floor, cfg, priors, image_size)
+    if geo is None:
         return False
+    z, sigma_geo, how = geo
+    x0, y0, x1, y1 = (float(v) for v in o.bbox_xyxy)
     pw, ph, pl = (float(v) for v in dims)
-    Kinv = np.linalg.inv(K)
-    # rays through box edges: edge coordinate e is pixel-centre coordinate e - 0.5 (lifting.camera)
-    ray_c = Kinv @ np.array([(x0 + x1) / 2 - 0.5, (y0 + y1) / 2 - 0.5, 1.0])
-    # candidate distances of the near face: the box height under the prior height (always),
-    # the ground contact of the box's bottom edge (on a floor), the few depth points (if any)
-    camera_height = None if floor is None else float(floor.offset)
-    z_height = _box_distance(y1 - y0, K, dims, camera_height)
-    z_floor = None
-    if floor is not None:
-        ray_b = Kinv @ np.array([(x0 + x1) / 2 - 0.5, y1 - 0.5, 1.0])
-        down = float(ray_b @ floor.normal)
-        if down > 1e-6:
-            z_floor = float(floor.offset / down) * float(ray_b[2])
-    z, how = z_height, "box_height"
-    if z_floor is not None and abs(math.log(z_floor / z_height)) < 0.4:
-        z, how = z_floor, "floor_contact"
-    if z_hint is not None and abs(math.log(z_hint / z)) < 0.3:
+    # ray through the box centre: edge coordinate e is pixel-centre coordinate e - 0.5 (lifting.camera)
+    ray_c = np.linalg.solve(K, np.array([(x0 + x1) / 2 - 0.5, (y0 + y1) / 2 - 0.5, 1.0]))
+    z_pts = None if z_hint is None else _returns_distance(np.asarray(z_hint, dtype=np.float64), z, sigma_geo)
+    if z_pts is not None:
         # a handful of returns that agree with the geometry: both, by inverse variance
         a, b = getattr(cfg, f"fuse_sigma_{depth_kind}")
-        z, how = _fuse_log(z_hint, a + b * z_hint, z, _height_sigma(prior)), "points"
+        z, how = _fuse_log(z_pts, a + b * z_pts, z, sigma_geo), "points"
     if not (cfg.min_depth_m <= z <= cfg.max_depth_m):
         return False
     R = gravity_frame(g)
