@@ -121,8 +121,8 @@ def qa_config(s: opt.Settings):
     from lifting.qa import QAConfig
 
     try:
-        return QAConfig(**s.qa_config)
-    except TypeError as e:
+        return QAConfig.from_dict(s.qa_config)
+    except (TypeError, ValueError) as e:
         raise PlanError(f"bad qa_config section: {e}") from e
 
 

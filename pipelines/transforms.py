@@ -492,7 +492,7 @@ class QAUnitFn(beam.DoFn):
         if self.qa_fn is None:
             from lifting.qa import QAConfig, generate_qa
 
-            qcfg = QAConfig.from_dict(self.qa_config) if hasattr(QAConfig, "from_dict") else QAConfig(**self.qa_config)
+            qcfg = QAConfig.from_dict(self.qa_config)
             self.qa_fn = lambda rec, _qcfg=qcfg: generate_qa(rec, _qcfg)  # bound now, not at call time
         self._rephraser = None
         if self.rephrase_config is not None:

@@ -195,3 +195,39 @@ def test_qa_benchmark_is_built_from_held_out_images_only(lifted, tmp_path):
     first = (out / "benchmark.jsonl").read_bytes()
     assert cli.main(argv) == 0  # resumed: nothing to redo, same benchmark
     assert (out / "benchmark.jsonl").read_bytes() == first
+
+
+def test_nested_qa_settings_from_a_config_file_reach_the_workers(lifted, tmp_path, capsys):
+    """`qa_config: {margins: {...}, precision: {...}}` in --config builds Margins and
+    BboxPrecision on the driver (it used to end in a worker traceback): the text follows the
+    precision, huge margins leave no comparison to ask, and a misspelt nested key or a
+    wrong type is one line on the driver."""
+    import re
+
+    from lifting.repository import iter_shard_samples
+    from pipelines import cli
+
+    def run(yaml_text: str, name: str):
+        cfg = tmp_path / f"{name}.yaml"
+        cfg.write_text(yaml_text)
+        out = tmp_path / name
+        code = cli.main(["qa", "--config", str(cfg), "--repository", str(lifted / "repository"), "--qa-out", str(out),
+                         "--workers", "1", "--no-progress"])
+        samples = [json.loads(smp["json"]) for p in sorted(out.glob("shard-*.tar")) for smp in iter_shard_samples(p)]
+        return code, samples
+
+    code, samples = run("qa_config:\n  precision: {uv_scale: 100, z_decimals: 1}\n"
+                        "  margins: {position_m: 1000.0, size_m: 1000.0, distance_m: 1000.0, volume_m3: 1000.0}\n", "ok")
+    assert code == 0 and samples
+    text = json.dumps(samples)
+    boxes = re.findall(r"Bbox\([^,]+,(\d+),(\d+),(-?[\d.]+),", text)
+    assert boxes and all(int(u) <= 100 and int(v) <= 100 and len(z.split(".")[-1]) == 1 for u, v, z in boxes)
+    fams = {q["family"] for smp in samples for q in smp["questions"]}
+    assert "grounding" in fams and not fams & {"relation_position", "relation_size", "multi_order"}, fams
+    capsys.readouterr()
+    for bad, needle in [("qa_config: {margins: {postion_m: 1}}\n", "unknown qa_config.margins key(s): postion_m"),
+                        ("qa_config: {precision: {uv_scale: fine}}\n", "qa_config.precision.uv_scale must be"),
+                        ("qa_config: {margins: 3}\n", "qa_config.margins must be a mapping")]:
+        code, _ = run(bad, "bad")
+        err = [ln for ln in capsys.readouterr().err.splitlines() if ln.strip()]
+        assert code == 2 and len(err) == 1 and needle in err[0], err

@@ -1,7 +1,7 @@
 """Configuration of the QA engine (see docs/QA_FAMILIES.md for what every field means)."""
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, fields
 
 from lifting.bbox_text import DEFAULT_PRECISION, BboxPrecision
 
@@ -88,3 +88,51 @@ class QAConfig:
 
     def to_dict(self) -> dict:
         return asdict(self)
+
+    @classmethod
+    def from_dict(cls, d: dict | None) -> "QAConfig":
+        """Build from a (YAML/JSON) mapping such as `--config`'s `qa_config` section, nested
+        `margins` and `precision` mappings included (the inverse of `to_dict`).
+
+        ValueError (one line, naming the key) for an unknown key, a value of the wrong type
+        or one out of range: the driver calls this before any worker does."""
+        d = dict(d or {})
+        _check_keys("qa_config", d, cls)
+        if "margins" in d and not isinstance(d["margins"], Margins):
+            d["margins"] = Margins(**_nested("qa_config.margins", d["margins"], Margins))
+        if "precision" in d and not isinstance(d["precision"], BboxPrecision):
+            d["precision"] = BboxPrecision(**_nested("qa_config.precision", d["precision"], BboxPrecision))
+        if "families" in d:
+            fam = d["families"]
+            if not isinstance(fam, dict) or not all(isinstance(w, (int, float)) and not isinstance(w, bool) and w >= 0
+                                                    for w in fam.values()):
+                raise ValueError("qa_config.families must map family names to weights >= 0")
+        for k in ("seed", "max_per_family", "max_questions", "decimals", "attempts"):
+            if k in d and (not isinstance(d[k], int) or isinstance(d[k], bool)):
+                raise ValueError(f"qa_config.{k} must be an integer, got {d[k]!r}")
+        for k in ("cot",):
+            if k in d and not isinstance(d[k], bool):
+                raise ValueError(f"qa_config.{k} must be true or false, got {d[k]!r}")
+        if "system_prompt" in d and d["system_prompt"] is not None and not isinstance(d["system_prompt"], str):
+            raise ValueError("qa_config.system_prompt must be a string or null")
+        return cls(**d)
+
+
+def _check_keys(where: str, d: dict, cls) -> None:
+    unknown = sorted(set(d) - {f.name for f in fields(cls)})
+    if unknown:
+        raise ValueError(f"unknown {where} key(s): {', '.join(map(str, unknown))}; "
+                         f"known: {', '.join(f.name for f in fields(cls))}")
+
+
+def _nested(where: str, value, cls) -> dict:
+    """A nested section (`margins`, `precision`) checked: a mapping of known keys to numbers."""
+    if not isinstance(value, dict):
+        raise ValueError(f"{where} must be a mapping of {', '.join(f.name for f in fields(cls))}")
+    _check_keys(where, value, cls)
+    for k, v in value.items():
+        want = next(f.type for f in fields(cls) if f.name == k)
+        ok = isinstance(v, int) if want == "int" else isinstance(v, (int, float))
+        if isinstance(v, bool) or not ok or v < 0:
+            raise ValueError(f"{where}.{k} must be a number >= 0{' (an integer)' if want == 'int' else ''}, got {v!r}")
+    return value
