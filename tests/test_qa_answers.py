@@ -63,7 +63,8 @@ def rel_diff(R: Rec, rel, a, b, vp, M):
         return v > 0, v, max(R.r(a), R.r(b)), M["position_m"], M["position_rel"]
     va, vb = R.dims[a], R.dims[b]
     q = {"bigger": (np.prod(va), np.prod(vb), 1), "smaller": (np.prod(va), np.prod(vb), -1),
-         "taller": (va[1], vb[1], 1), "shorter": (va[1], vb[1], -1), "wider": (va[0], vb[0], 1), "thinner": (va[0], vb[0], -1)}
+         "taller": (va[1], vb[1], 1), "shorter": (va[1], vb[1], -1), "wider": (min(va[0], va[2]), min(vb[0], vb[2]), 1),
+         "thinner": (min(va[0], va[2]), min(vb[0], vb[2]), -1)}  # width = shorter horizontal side (§1)
     x, y, s = q[rel]
     absm = M["volume_m3"] if rel in ("bigger", "smaller") else M["size_m"]
     return bool(s * (x - y) > 0), float(x - y), float(max(x, y)), absm, M["size_rel"]
@@ -125,12 +126,15 @@ def check_question(R: Rec, q: dict) -> None:
         d = R.p[b] - R.p[a]
         raw = {"center_distance": np.linalg.norm(d), "horizontal_distance": math.hypot(d[0], d[2]),
                "vertical_distance": abs(d[1])}[P["quantity"]]
+        assert raw >= M["numeric_min_m"], "numeric value below the floor asked"
         assert abs(val - raw * factor) <= 0.5 * 10 ** -P["decimals"] + 1e-9
         return
     if fam == "metric_object":
         (a,) = ids
-        w, h, l = R.dims[a]
-        raw = {"width": w, "height": h, "depth_extent": l, "camera_distance": R.r(a)}[P["quantity"]]
+        sx, h, sz = R.dims[a]
+        w, l = min(sx, sz), max(sx, sz)  # docs/QA_FAMILIES.md §1
+        raw = {"width": w, "height": h, "length": l, "camera_distance": R.r(a)}[P["quantity"]]
+        assert raw >= M["numeric_min_m"], "numeric value below the floor asked"
         assert abs(val - raw * factor) <= 0.5 * 10 ** -P["decimals"] + 1e-9
         return
     if fam == "direction_clock":

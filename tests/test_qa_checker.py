@@ -205,9 +205,9 @@ class Obj:
     index: int  # position in record order among kept objects
     p: np.ndarray
     r: float  # camera distance |c_cam|, metres
-    w: float
+    w: float  # width: the shorter horizontal side (§1)
     h: float
-    l: float
+    l: float  # length: the longer horizontal side
     V: float  # m³
     box3d: dict
 
@@ -230,7 +230,8 @@ class Ctx:
                 self.rejected.add(o["object_id"])
                 continue
             c = np.asarray(o["box3d"]["center_cam"], float)
-            w, h, l = (float(v) for v in o["box3d"]["dimensions"])
+            sx, h, sz = (float(v) for v in o["box3d"]["dimensions"])
+            w, l = min(sx, sz), max(sx, sz)  # §1: width / length = shorter / longer horizontal side
             self.obj[o["object_id"]] = Obj(o["object_id"], o["category"], len(self.kept), c @ self.G,
                                            float(np.linalg.norm(c)), w, h, l, w * h * l, o["box3d"])
             self.kept.append(o["object_id"])
@@ -391,8 +392,8 @@ def check_bboxes(q: dict, ctx: Ctx, ids: list[str]):
         yaw = math.atan2(Rg[0, 2], Rg[0, 0])
         expect(b.category == o.category, "Bbox class", o.category, b.category)
         for name, mine, printed, half in (("u", u, b.u, 0.5e-3), ("v", v, b.v, 0.5e-3), ("z", c[2], b.z, 0.005),
-                                          ("sx", o.w, b.sx, 0.005), ("sy", o.h, b.sy, 0.005),
-                                          ("sz", o.l, b.sz, 0.005)):
+                                          ("sx", o.box3d["dimensions"][0], b.sx, 0.005), ("sy", o.h, b.sy, 0.005),
+                                          ("sz", o.box3d["dimensions"][2], b.sz, 0.005)):
             expect(abs(mine - printed) <= half + 1e-9, f"Bbox {name} of {oid}", mine, printed)
         expect(abs(wrap_angle(yaw - b.angle)) <= 0.005 + 1e-9, f"Bbox angle of {oid}", yaw, b.angle)
 
@@ -510,11 +511,13 @@ def check_question(q: dict, ctx: Ctx):
         d = b - a
         raw = {"center_distance": float(np.linalg.norm(d)), "horizontal_distance": math.hypot(d[0], d[2]),
                "vertical_distance": abs(float(d[1]))}[p["quantity"]]
+        expect(raw >= m.numeric_min_m, "numeric value below numeric_min_m", raw, q["answer"])
         check_numeric(q, ctx, raw)
     elif fam == "metric_object":
         expect(form == "numeric" and len(ids) == 1, "numeric single", 1, ids)
         o = ctx.obj[ids[0]]
-        raw = {"width": o.w, "height": o.h, "depth_extent": o.l, "camera_distance": o.r}[p["quantity"]]
+        raw = {"width": o.w, "height": o.h, "length": o.l, "camera_distance": o.r}[p["quantity"]]
+        expect(raw >= m.numeric_min_m, "numeric value below numeric_min_m", raw, q["answer"])
         check_numeric(q, ctx, raw)
     elif fam == "direction_clock":
         vp = p["viewpoint"]
@@ -868,7 +871,7 @@ def test_checker_primitives_on_hand_geometry():
     ctx = Ctx(_record("prim", K_from_fov(W, H, 60.0), [0.0, 1.0, 0.0], [
         _object("a", "cup", Box3D.from_gravity([0.0, 0.5, 2.0], [0.2, 0.3, 0.2], 0.0), np.eye(3)),
         _object("b", "lamp", Box3D.from_gravity([1.0, 0.0, 2.0 + math.sqrt(3.0)], [0.3, 1.0, 0.3], 0.0), np.eye(3)),
-        _object("c", "book", Box3D.from_gravity([1.0, 0.5, 3.0], [0.3, 0.05, 0.2], 0.0), np.eye(3)),
+        _object("c", "book", Box3D.from_gravity([1.0, 0.5, 3.0], [0.3, 0.05, 0.4], 0.0), np.eye(3)),
     ]), QAConfig())
     a, b, c = (ctx.obj[k] for k in "abc")
     o, f, rt = viewpoint_axes({"type": "camera"}, ctx)
@@ -878,7 +881,7 @@ def test_checker_primitives_on_hand_geometry():
     o2, f2, rt2 = viewpoint_axes({"type": "opposite"}, ctx)
     assert relation("left_of", a, b, f2, rt2, m)[0] is False and relation("above", a, b, f2, rt2, m)[0] is False
     assert relation("taller", b, a, f, rt, m)[:2] == (True, True)
-    assert relation("wider", b, c, f, rt, m)[1] is False  # equal widths: inside the size margin
+    assert relation("wider", b, c, f, rt, m)[1] is False  # equal widths (shorter sides 0.3): inside the size margin
     # from a, b lies at atan2(1, sqrt(3)) = 30 degrees: 1 o'clock; c at atan2(1, 1) = 45: a half hour
     assert clock_hour(b, a.p, np.array([0.0, 0.0, 1.0]), np.array([1.0, 0.0, 0.0]), m) == 1
     with pytest.raises(Mismatch):

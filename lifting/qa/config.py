@@ -36,6 +36,9 @@ class Margins:
     size_* / volume_m3: metres / cubic metres, scale = the larger of the two values.
     distance_*: metres, scale = the larger of the two distances compared.
     clock_deg: degrees kept away from a half-hour boundary of a clock position.
+    numeric_min_m: a numeric answer in metres (a distance, a size) smaller than this is not
+        asked: real lifting errors are ~0.1 m, so a 7 cm offset cannot be answered, or
+        graded within a relative tolerance.
     """
 
     position_m: float = 0.15
@@ -46,6 +49,7 @@ class Margins:
     distance_m: float = 0.15
     distance_rel: float = 0.10
     clock_deg: float = 5.0
+    numeric_min_m: float = 0.25
 
 
 @dataclass(frozen=True)

@@ -253,6 +253,8 @@ def metric_distance(ctx: Ctx):
             raw = math.sqrt(dx * dx + dz * dz)
         else:
             raw = abs(dy)
+        if raw < ctx.m.numeric_min_m:
+            continue  # below what the lifting resolves: a relative tolerance cannot grade it
         q: dict = {"pa": [ctx.fmt(a.x), ctx.fmt(a.y), ctx.fmt(a.z)], "pb": [ctx.fmt(b.x), ctx.fmt(b.y), ctx.fmt(b.z)],
                    "dx": ctx.fmt(dx), "dy": ctx.fmt(dy), "dz": ctx.fmt(dz)}
         ctx.obj(q, "a", a)
@@ -269,12 +271,14 @@ def metric_object(ctx: Ctx):
         return None
     for _ in range(ctx.config.attempts):
         a = rng.choice(s.referable)
-        quantity = rng.choice(("width", "height", "depth_extent", "camera_distance"))
+        quantity = rng.choice(("width", "height", "length", "camera_distance"))
         sig = ("metric_object", quantity, a.oid)
         if sig in ctx.used:
             continue
         ctx.used.add(sig)
-        raw = {"width": a.w, "height": a.h, "depth_extent": a.l, "camera_distance": a.r}[quantity]
+        raw = {"width": a.w, "height": a.h, "length": a.l, "camera_distance": a.r}[quantity]
+        if raw < ctx.m.numeric_min_m:
+            continue  # below what the lifting resolves: a relative tolerance cannot grade it
         q: dict = {"pa": [ctx.fmt(a.x), ctx.fmt(a.y), ctx.fmt(a.z)]}
         ctx.obj(q, "a", a)
         q["answer"] = ctx.fmt(raw)

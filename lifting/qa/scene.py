@@ -56,14 +56,19 @@ def gravity_frame_py(gravity_cam) -> list[list[float]]:
 
 class Obj:
     """One kept object: gravity-frame centre (x right, y down, z forward; metres), extents
-    w, h (along gravity), l (metres), volume V (m^3), camera distance r (metres)."""
+    w (width: the shorter horizontal side), h (along gravity), l (length: the longer
+    horizontal side) in metres, volume V (m^3), camera distance r (metres).
+
+    The box's own x / z axes are whatever the lifter chose (across / along the view for a
+    fitted box); no viewer can tell them apart, so questions use the sorted sides."""
 
     __slots__ = ("oid", "category", "index", "box3d", "x", "y", "z", "w", "h", "l", "V", "r", "ref", "_bbox")
 
     def __init__(self, oid, category, index, box3d, p, dims):
         self.oid, self.category, self.index, self.box3d = oid, category, index, box3d
         self.x, self.y, self.z = p
-        self.w, self.h, self.l = dims
+        sx, self.h, sz = dims
+        self.w, self.l = (sx, sz) if sx <= sz else (sz, sx)
         self.V = self.w * self.h * self.l
         self.r = math.sqrt(self.x * self.x + self.y * self.y + self.z * self.z)
         self.ref = None  # (text, rule) when referable
