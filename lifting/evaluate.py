@@ -72,7 +72,8 @@ class GTObject:
 
 @dataclass
 class GTImage:
-    """One GT image: size in pixels, K (3, 3) or None, and its 3D-annotated objects."""
+    """One GT image: size in pixels, K (3, 3) or None, its 3D-annotated objects and the
+    dataset's "down" vector in the camera frame (None when the dataset has none)."""
 
     image_id: int | str
     file_name: str
@@ -80,6 +81,7 @@ class GTImage:
     height: int | None
     K: np.ndarray | None
     objects: list[GTObject] = field(default_factory=list)
+    gravity_cam: np.ndarray | None = None
 
 
 @dataclass
@@ -129,6 +131,16 @@ def _xyxy(b) -> tuple[float, float, float, float] | None:
 GT_FILTERS = ("all", "omni3d")
 
 
+def _unit_or_none(v) -> np.ndarray | None:
+    """(3,) unit vector from a JSON list, or None when absent or unusable."""
+    try:
+        g = np.asarray(v, dtype=np.float64).reshape(3)
+    except (TypeError, ValueError):
+        return None
+    n = float(np.linalg.norm(g))
+    return g / n if np.isfinite(n) and n > 1e-9 else None
+
+
 def parse_gt(coco: dict, gt_filter: str = "all") -> GTSet:
     """Omni3D-style COCO dict (images with K; annotations with bbox [x,y,w,h], center_cam,
     dimensions [w,h,l], R_cam box->camera) -> GTSet. Unusable annotations are counted by
@@ -143,7 +155,8 @@ def parse_gt(coco: dict, gt_filter: str = "all") -> GTSet:
             K = None if K is None else np.asarray(K, dtype=np.float64).reshape(3, 3)
         except (TypeError, ValueError):
             K = None
-        images[im["id"]] = GTImage(im["id"], str(im.get("file_name", "")), im.get("width"), im.get("height"), K)
+        images[im["id"]] = GTImage(im["id"], str(im.get("file_name", "")), im.get("width"), im.get("height"), K,
+                                   gravity_cam=_unit_or_none(im.get("gravity_cam")))
     skipped: Counter = Counter()
     for ann in coco.get("annotations", []):
         im = images.get(ann.get("image_id"))
@@ -202,7 +215,8 @@ def gt_from_records(records: Iterable, gt_filter: str = "all") -> GTSet:
             skipped[f"gt_{rec.reason}"] += 1
             continue
         K = None if rec.K is None else np.asarray(rec.K, dtype=np.float64)
-        im = GTImage(rec.image_id, _basename(rec.image_path), rec.width, rec.height, K)
+        im = GTImage(rec.image_id, _basename(rec.image_path), rec.width, rec.height, K,
+                     gravity_cam=_unit_or_none(rec.gravity_cam))
         images[rec.image_id] = im
         size = (rec.width, rec.height) if rec.width and rec.height else None
         for o in rec.objects:

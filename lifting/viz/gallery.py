@@ -58,16 +58,53 @@ def gallery_entry(record: dict, questions: list[dict], png_rel: str | None) -> d
     }
 
 
+def evaluation_html(report: dict | None) -> str:
+    """HTML block of a `lift3d eval` report for the gallery header: the 3D box figures and,
+    when present, the QA truth against GT (per family, and a few false answers)."""
+    if not report:
+        return ""
+    esc = html.escape
+
+    def num(v):
+        return "–" if v is None else (f"{v:.3f}" if isinstance(v, float) else esc(str(v)))
+
+    parts = ['<div id="evaluation">']
+    keys = [k for k in ("gt_objects", "mean_iou3d", "kept_iou3d", "recall_iou25", "recall_iou50",
+                        "median_center_err_m") if k in report]
+    if keys:
+        parts.append("<b>3D boxes vs GT</b> " + " · ".join(f"{esc(k)} {num(report[k])}" for k in keys))
+    q = report.get("qa_truth")
+    if q:
+        cols = ("questions", "true", "false", "ambiguous", "unmappable", "binary_truth_rate", "numeric_within_25pct",
+                "clock_exact")
+        head = "".join(f"<th>{esc(c)}</th>" for c in cols)
+        rows = [f"<tr><td>all</td>{''.join(f'<td>{num(q.get(c))}</td>' for c in cols)}</tr>"]
+        for fam, f in (q.get("per_family") or {}).items():
+            rows.append(f"<tr><td>{esc(fam)}</td>{''.join(f'<td>{num(f.get(c))}</td>' for c in cols)}</tr>")
+        parts.append(f"<details><summary><b>QA truth vs GT</b>: {num(q.get('truth_rate'))} of decided answers true "
+                     f"({num(q.get('questions_per_image'))} questions per image)</summary>"
+                     f"<table><tr><th>family</th>{head}</tr>{''.join(rows)}</table>")
+        ex = q.get("false_examples") or []
+        if ex:
+            parts.append("<ol>" + "".join(f"<li>{esc(str(e.get('question')))} — answered {esc(json.dumps(e.get('answer')))}, "
+                                          f"GT {esc(json.dumps(e.get('gt')))}</li>" for e in ex[:10]) + "</ol>")
+        parts.append("</details>")
+    parts.append("</div>")
+    return "".join(parts)
+
+
 def write_gallery(out_dir: str | Path, entries: list[dict], title: str = "lift3d gallery",
-                  page_size: int = 48) -> Path:
-    """Write OUT/index.html for `entries` (from `gallery_entry`); returns its path."""
+                  page_size: int = 48, evaluation: dict | None = None) -> Path:
+    """Write OUT/index.html for `entries` (from `gallery_entry`); returns its path.
+    `evaluation`: a `lift3d eval` report (with `qa_truth` when measured), shown in the header."""
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     cats = Counter(o["category"] for e in entries for o in e["objects"])
     colors = {c: color_hex(category_color(c)) for c in cats}
     data = {"title": title, "entries": entries, "colors": colors, "page_size": int(page_size)}
     blob = json.dumps(data, separators=(",", ":"), ensure_ascii=False).replace("</", "<\\/")
-    page = _TEMPLATE.replace("__TITLE__", html.escape(title)).replace("__DATA__", blob)
+    page = (_TEMPLATE.replace("__TITLE__", html.escape(title)).replace("__EVAL__", evaluation_html(evaluation))
+            .replace("__DATA__", blob))
     path = out_dir / "index.html"
     path.write_text(page, encoding="utf-8")
     return path
@@ -82,6 +119,10 @@ body{font:14px/1.35 system-ui,sans-serif;margin:0;background:#f4f4f4;color:#222}
 header{background:#1f2937;color:#fff;padding:10px 16px}
 header h1{font-size:18px;margin:0 0 4px}
 #summary{font-size:12px;color:#cbd5e1}
+#evaluation{font-size:12px;color:#e5e7eb;margin-top:4px}
+#evaluation table{border-collapse:collapse;margin:4px 0}
+#evaluation td,#evaluation th{padding:1px 6px;border-bottom:1px solid #374151;text-align:right}
+#evaluation td:first-child{text-align:left}
 #controls{display:flex;flex-wrap:wrap;gap:10px;padding:10px 16px;background:#fff;border-bottom:1px solid #ddd;position:sticky;top:0;z-index:2}
 #controls label{font-size:12px;color:#555}
 #controls select,#controls input{margin-left:4px}
@@ -101,7 +142,7 @@ details li{margin-bottom:3px}
 #empty{padding:24px 16px;color:#666}
 </style></head>
 <body>
-<header><h1>__TITLE__</h1><div id="summary"></div></header>
+<header><h1>__TITLE__</h1><div id="summary"></div>__EVAL__</header>
 <div id="controls">
 <label>category<select id="f-category"></select></label>
 <label>QA family<select id="f-family"></select></label>

@@ -27,15 +27,22 @@ def add_arguments(parser) -> None:
     parser.add_argument("--report-limit", type=int, default=12, help="images rendered in the visual report")
 
 
-def _fidelity(repo: Path, annotations: Path) -> dict | None:
-    """lifting.evaluate's summary of the repository against the scenes' GT (None if unavailable)."""
+def _fidelity(repo: Path, qa: Path, annotations: Path) -> dict | None:
+    """lifting.evaluate's summary of the repository against the scenes' GT, with the QA
+    truth (lifting.qa_truth) under "qa_truth" (None if unavailable)."""
     try:
         from lifting.evaluate import evaluate_records, load_gt
+        from lifting.qa_truth import evaluate_qa
         from lifting.repository import iter_repository
+        from lifting.viz.reader import iter_qa
     except ImportError as e:
         log.warning("fidelity not computed: %s", e)
         return None
-    return evaluate_records((rec for rec, _ in iter_repository(repo)), load_gt(annotations))
+    gt = load_gt(annotations)
+    records = {rec["key"]: rec for rec, _ in iter_repository(repo)}
+    fid = evaluate_records(records.values(), gt)
+    fid["qa_truth"] = evaluate_qa(iter_qa(qa), records, gt)
+    return fid
 
 
 def _flat_numbers(d: dict, prefix: str = "", depth: int = 0) -> list[tuple[str, object]]:
@@ -79,15 +86,21 @@ def run(args, extra) -> int:
         qstats = run_qa(s)
         t3 = time.monotonic()
     report = out / "report"
-    rc = cli.main(["viz", "--repository", str(out / "repository"), "--qa", str(out / "qa"), "--out", str(report),
-                   "--limit", str(args.report_limit)])
-    fid = _fidelity(out / "repository", ann)
+    fid = _fidelity(out / "repository", out / "qa", ann)
     if fid is not None:
         (out / "fidelity.json").write_text(json.dumps(fid, indent=2, sort_keys=True) + "\n")
+    rc = cli.main(["viz", "--repository", str(out / "repository"), "--qa", str(out / "qa"), "--out", str(report),
+                   "--limit", str(args.report_limit)] + (["--eval", str(out / "fidelity.json")] if fid else []))
     print(format_table(lift_summary(lstats, str(out), t2 - t1), title="lift (sensor depth)"))
     print(format_table(qa_summary(qstats, str(out / "qa"), t3 - t2), title="qa"))
     if fid is not None:
-        print(format_table(_flat_numbers(fid)[:24], title="fidelity against the scenes' ground truth"))
+        boxes = {k: v for k, v in fid.items() if k != "qa_truth"}
+        print(format_table(_flat_numbers(boxes)[:24], title="fidelity against the scenes' ground truth"))
+        qt = fid["qa_truth"]
+        print(format_table(_flat_numbers({k: qt[k] for k in ("questions", "true", "false", "ambiguous", "truth_rate",
+                                                             "binary_truth_rate", "numeric_within_25pct", "clock_exact")
+                                          if qt.get(k) is not None}),
+                           title="QA answers recomputed from the ground truth (lift3d eval --qa)"))
     print(f"scenes:      {ann.parent}  ({args.scenes} scenes, GT in {ann.name})")
     print(f"repository:  {out / 'repository'}  (manifest.json, stats.json, index/, rejected/, errors/)")
     print(f"qa shards:   {out / 'qa'}")

@@ -44,6 +44,11 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                    "truncation <= 1/3, where the annotations carry those fields; the rest are counted in gt_skipped)")
     p.add_argument("--per-object", help="write one JSON line per GT object (status, figures) to this file")
     p.add_argument("--no-depth", action="store_true", help="self-consistency: skip reading stored depth maps")
+    p.add_argument("--qa", help="with --gt: also measure how true the QA output in this folder (OUT or OUT/qa, made "
+                   "from --repository) is of the GT boxes -- every answer recomputed from the GT boxes of the same "
+                   "objects (by source annotation id) and the dataset's gravity; reported under \"qa_truth\": "
+                   "true / false / ambiguous-under-GT / unmappable per family, form and axis, binary truth rate, "
+                   "numeric answers within 10 %% / 25 %%, clock hours exact and within 1 h, examples of false answers")
 
 
 def _dump(report: dict) -> str:
@@ -92,6 +97,8 @@ def _run(args: argparse.Namespace) -> int:
         for rec, _ in iter_records(paths.repo_dir):
             ev.add(rec)
         report = ev.summary()
+        if args.qa:
+            report["qa_truth"] = _qa_truth(args.qa, paths.repo_dir, ev)
         if args.per_object:
             with open(args.per_object, "w", encoding="utf-8") as f:
                 for r in ev.results:
@@ -99,6 +106,8 @@ def _run(args: argparse.Namespace) -> int:
                                         "status": r.status, "reason": r.reason, "pred_object_id": r.pred_object_id,
                                         **(r.figures or {})}, default=_jsonable) + "\n")
     else:
+        if args.qa:
+            raise UserError("--qa needs --gt: answers are checked against the GT boxes")
         sc = SelfConsistency()
         for rec, files in iter_records(paths.repo_dir, with_depth=not args.no_depth):
             depth = decode_depth(files["depth.png"], rec) if files.get("depth.png") else None
@@ -112,6 +121,23 @@ def _run(args: argparse.Namespace) -> int:
     sys.stdout.write(text + "\n")
     sys.stdout.flush()
     return 0
+
+
+def _qa_truth(qa: str, repo_dir: Path, ev) -> dict:
+    """lifting.qa_truth report of the QA shards in `qa` against the evaluator's GT."""
+    from pipelines.cli import UserError
+    from lifting.qa_truth import evaluate_qa
+    from lifting.viz.reader import iter_qa, iter_records
+
+    root = Path(qa)
+    if not root.is_dir():
+        raise UserError(f"--qa folder not found: {qa}")
+    if not any(root.glob("shard-*.tar")) and any((root / "qa").glob("shard-*.tar")):
+        root = root / "qa"
+    if not any(root.glob("shard-*.tar")):
+        raise UserError(f"no QA shard-NNNNNN.tar in {qa}")
+    records = {rec["key"]: rec for rec, _ in iter_records(repo_dir)}
+    return evaluate_qa(iter_qa(root), records, ev.gt)
 
 
 def run(args: argparse.Namespace, extra: list[str]) -> int:

@@ -44,6 +44,8 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--export-3d", choices=["none", "ply", "rerun"], default="none",
                    help="also export each scene to OUT/3d/KEY/ (PLY + boxes.json) or OUT/3d/KEY.rrd (Rerun)")
     p.add_argument("--title", default=None, help="gallery title (default: the repository path)")
+    p.add_argument("--eval", help="a `lift3d eval --out` JSON report to show in the gallery header (3D box figures "
+                   "and, from `lift3d eval --qa`, the QA truth against GT)")
 
 
 def _wanted(rec: dict, args, keys: set[str] | None) -> bool:
@@ -115,7 +117,15 @@ def _run(args: argparse.Namespace) -> int:
                 export_reasons[res["reason"]] = export_reasons.get(res["reason"], 0) + 1
             else:
                 exported += 1
-    index = write_gallery(out, entries, title=args.title or f"lift3d: {paths.repo_dir}")
+    evaluation = None
+    if args.eval:
+        try:
+            evaluation = json.loads(Path(args.eval).read_text(encoding="utf-8"))
+        except (OSError, ValueError) as e:
+            raise UserError(f"--eval report not readable: {args.eval} ({e})") from e
+        if not isinstance(evaluation, dict):
+            raise UserError(f"--eval report is not a JSON object: {args.eval}")
+    index = write_gallery(out, entries, title=args.title or f"lift3d: {paths.repo_dir}", evaluation=evaluation)
     summary = {"gallery": str(index), "images": len(entries), "matching_images_seen": seen,
                "records_skipped": skipped}
     if with_depth:
