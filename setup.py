@@ -54,6 +54,9 @@ setup(
     package_data={"lifting": ["data/*"]},
     data_files=[
         ("share/lift3d/qa_templates", sorted(str(p.relative_to(HERE)) for p in (HERE / "qa_templates").glob("*") if p.is_file())),
+        # text styles are overlay folders of qa_templates/ (n3d/: N3D-VLM's wording)
+        *((f"share/lift3d/qa_templates/{d.name}", sorted(str(p.relative_to(HERE)) for p in d.glob("*.j2")))
+          for d in sorted((HERE / "qa_templates").iterdir()) if d.is_dir()),
         ("share/lift3d/schemas", sorted(str(p.relative_to(HERE)) for p in (HERE / "schemas").glob("*.json"))),
     ],
     install_requires=INSTALL_REQUIRES,
