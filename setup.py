@@ -38,7 +38,10 @@ EXTRAS = {
     # MoGe-2 (official code) needs torchvision too.
     "moge": ["dlr-moge"],
     "rerun": ["rerun-sdk>=0.18"],
-    "dev": ["pytest>=8", "hypothesis>=6.100", "pytest-benchmark>=4", "openai>=1.40", "aiohttp>=3.9"],
+    # trainers' own loaders, used by the export tests (Hugging Face datasets, wids streaming)
+    "trainers": ["datasets>=3", "wids>=0.1"],
+    "dev": ["pytest>=8", "hypothesis>=6.100", "pytest-benchmark>=4", "openai>=1.40", "aiohttp>=3.9",
+            "datasets>=3", "wids>=0.1"],
 }
 
 setup(
