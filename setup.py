@@ -39,9 +39,10 @@ EXTRAS = {
     "moge": ["dlr-moge"],
     "rerun": ["rerun-sdk>=0.18"],
     # trainers' own loaders, used by the export tests (Hugging Face datasets, wids streaming)
-    "trainers": ["datasets>=3", "wids>=0.1"],
+    # and orjson, which `lift3d export` uses when present (its JSON decoding is ~4x json's)
+    "trainers": ["datasets>=3", "wids>=0.1", "orjson>=3.9"],
     "dev": ["pytest>=8", "hypothesis>=6.100", "pytest-benchmark>=4", "openai>=1.40", "aiohttp>=3.9",
-            "datasets>=3", "wids>=0.1"],
+            "datasets>=3", "wids>=0.1", "orjson>=3.9"],
 }
 
 setup(

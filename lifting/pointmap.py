@@ -70,17 +70,29 @@ def point_map(depth: np.ndarray, K: np.ndarray, long_side: int | None = N3D_LONG
     Ks = scaled_K(K, (W, H), (w, h))
     valid = np.isfinite(z) & (z > 0)
     z = np.where(valid, z, np.float32(0))
-    pcd = np.empty((h, w, 4), dtype=np.float16)
+    pts = np.empty((h, w, 4), dtype=np.float32)
     # x left = -(j - cx) / fx * z ; y up = -(i - cy) / fy * z
     ray_x = ((Ks[0, 2] - np.arange(w)) / Ks[0, 0]).astype(np.float32)
     ray_y = ((Ks[1, 2] - np.arange(h)) / Ks[1, 1]).astype(np.float32)
-    pcd[..., 0] = z * ray_x[None, :]
-    pcd[..., 1] = z * ray_y[:, None]
-    pcd[..., 2] = z
-    pcd[..., 3] = valid
+    np.multiply(z, ray_x[None, :], out=pts[..., 0])
+    np.multiply(z, ray_y[:, None], out=pts[..., 1])
+    pts[..., 2] = z
+    pts[..., 3] = valid
+    pcd = to_float16(pts)
     intr = np.array([[Ks[0, 0] / w, 0.0, Ks[0, 2] / w], [0.0, Ks[1, 1] / h, Ks[1, 2] / h], [0.0, 0.0, 1.0]],
                     dtype=np.float32)
     return pcd, intr
+
+
+def to_float16(a: np.ndarray) -> np.ndarray:
+    """float32 -> float16, round to nearest even (IEEE), as numpy's astype. Through torch
+    when it is importable: its conversion is vectorised, ~8x numpy's (the largest cost of a
+    640 px point map); the bits are the same."""
+    try:
+        import torch
+    except ImportError:  # pragma: no cover - torch is a dependency of lift3d
+        return a.astype(np.float16)
+    return torch.from_numpy(np.ascontiguousarray(a, dtype=np.float32)).to(torch.float16).numpy()
 
 
 def npz_bytes(pcd: np.ndarray, intr: np.ndarray, compress: bool = False) -> bytes:

@@ -71,6 +71,17 @@ def _write_fast(path: Path, data: bytes) -> None:
     os.replace(tmp, path)
 
 
+def _json_loads():
+    """orjson.loads when installed (the [trainers] extra; ~4x faster on the records and QA
+    samples, which cost as much as the depth decode), else json.loads. Both raise ValueError
+    subclasses on bad input."""
+    try:
+        import orjson
+    except ImportError:
+        return json.loads
+    return orjson.loads
+
+
 def _record_geometry(rec: dict):
     """(K (3, 3) array, (W, H)) of a repository record; ValueError when unusable."""
     import numpy as np
@@ -88,6 +99,7 @@ def export_unit(unit: int, qa_shard: str, repo_shard: str | None, out: str, cfg:
     from lifting.repository import RepositoryError, decode_depth_png, iter_shard_samples
 
     t0 = time.process_time()
+    loads = _json_loads()
     root = Path(out)
     name = unit_name(unit)
     img_dir, pts_dir = root / "images" / name, root / "points" / name
@@ -110,7 +122,7 @@ def export_unit(unit: int, qa_shard: str, repo_shard: str | None, out: str, cfg:
             skip("qa_json_missing")
             continue
         try:
-            qa = json.loads(s["json"])
+            qa = loads(s["json"])
             questions = qa["questions"]
         except (ValueError, KeyError, TypeError) as e:
             skip("qa_json_invalid", str(e))
@@ -126,7 +138,7 @@ def export_unit(unit: int, qa_shard: str, repo_shard: str | None, out: str, cfg:
             skip("repository_record_missing")
             continue
         try:
-            rec = json.loads(rs["json"])
+            rec = loads(rs["json"])
             K, (W, H) = _record_geometry(rec)
         except (ValueError, KeyError, TypeError) as e:
             skip("record_invalid", str(e))

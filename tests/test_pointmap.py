@@ -42,3 +42,11 @@ def test_full_size_map_is_the_back_projection_and_round_trips_through_npz(compre
 def test_bad_depth_shape_is_refused():
     with pytest.raises(ValueError, match="depth must be"):
         point_map(np.zeros((4, 4, 1)), make_K(1, 1, 0, 0))
+
+
+def test_float16_conversion_is_numpys_bit_for_bit():
+    from lifting.pointmap import to_float16
+
+    rng = np.random.default_rng(1)
+    a = np.concatenate([rng.normal(0, 50, 10000), [65504.0, 65520.0, 1e-8, -0.0, 0.0, 2.0 ** -24, 1 / 3]]).astype(np.float32)
+    assert np.array_equal(to_float16(a).view(np.uint16), a.astype(np.float16).view(np.uint16))
