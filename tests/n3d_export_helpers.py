@@ -8,6 +8,7 @@ has localisation rows); `lift3d export` writes the 640 px export and a full-size
 """
 from __future__ import annotations
 
+import atexit
 import functools
 import shutil
 import tempfile
@@ -29,6 +30,7 @@ class Built:
 @functools.lru_cache(maxsize=1)
 def build() -> Built:
     root = Path(tempfile.mkdtemp(prefix="lift3d_export_"))
+    atexit.register(shutil.rmtree, root, True)  # shared by the test files of this process
     data, out = root / "data", root / "out"
     assert main(["synth", "--out", str(data), "--scenes", "4", "--seed", "3", "--scene", "outdoor"]) == 0
     assert main(["lift", "--source", "omni3d", "--annotations", str(data / "annotations.json"), "--images",
@@ -47,7 +49,3 @@ def build() -> Built:
                  "--localisation-share", "0.5"]) == 0
     return Built(root, out / "repository", out / "qa", exp, full)
 
-
-def cleanup() -> None:
-    if build.cache_info().currsize:
-        shutil.rmtree(build().root, ignore_errors=True)

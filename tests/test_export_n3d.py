@@ -18,7 +18,7 @@ import pytest
 from PIL import Image
 
 from lifting.boxes import Box3D, wrap_angle
-from n3d_export_helpers import build, cleanup
+from n3d_export_helpers import build
 from pipelines.cli import main
 
 # bbox_<i>=Bbox(<class>,<u>,<v>,<z>,<angle>,<sx>,<sy>,<sz>): u, v the centre's projection
@@ -28,10 +28,6 @@ LINE_RE = re.compile(r"bbox_(\d+)=Bbox\((.+)," + ",".join([NUM] * 7) + r"\)")
 GROUNDING_RE = re.compile(r"^<image>Identify the 3D boxes for all the '(.+)' in this scene\. "
                           r"The reference code is as followed: <code_template>$")
 DETECTION = "<image>Detect boxes. The reference code is as followed: <code_template>"
-
-
-def teardown_module(module):
-    cleanup()
 
 
 def _places(token: str) -> int:

@@ -18,11 +18,7 @@ import pytest
 from PIL import Image
 
 from lifting.pointmap import map_size
-from n3d_export_helpers import build, cleanup
-
-
-def teardown_module(module):
-    cleanup()
+from n3d_export_helpers import build
 
 
 def _check_sharegpt_row(row: dict, entry: dict, root: Path) -> None:

@@ -36,7 +36,7 @@ def add_arguments(parser) -> None:
     parser.add_argument("--full-size", action="store_true",
                         help="point maps at the image's own size instead of --long-side")
     parser.add_argument("--compress-points", action="store_true",
-                        help="deflate the .npz point maps (about 0.6x the bytes, about 10x the CPU time)")
+                        help="deflate the .npz point maps (about half the bytes, about 3-4x the export's CPU time)")
     parser.add_argument("--localisation-share", type=float, default=0.2,
                         help="fraction of the stage-2 rows that are localisation (detection/grounding) rows, in [0, 1)")
     parser.add_argument("--workers", type=int, default=1, help="processes exporting shards in parallel")
