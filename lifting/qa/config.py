@@ -88,8 +88,6 @@ class QAConfig:
     def __post_init__(self):
         if self.style not in STYLES:
             raise ValueError(f"style must be one of {', '.join(STYLES)}, got {self.style!r}")
-        if isinstance(self.precision, dict):  # from a YAML qa_config section
-            object.__setattr__(self, "precision", BboxPrecision(**self.precision))
         if self.style == "n3d":
             if self.precision == DEFAULT_PRECISION:
                 object.__setattr__(self, "precision", PRESETS["n3d"])
