@@ -38,7 +38,11 @@ EXTRAS = {
     # MoGe-2 (official code) needs torchvision too.
     "moge": ["dlr-moge"],
     "rerun": ["rerun-sdk>=0.18"],
-    "dev": ["pytest>=8", "hypothesis>=6.100", "pytest-benchmark>=4", "openai>=1.40", "aiohttp>=3.9"],
+    # trainers' own loaders, used by the export tests (Hugging Face datasets, wids streaming)
+    # and orjson, which `lift3d export` uses when present (its JSON decoding is ~4x json's)
+    "trainers": ["datasets>=3", "wids>=0.1", "orjson>=3.9"],
+    "dev": ["pytest>=8", "hypothesis>=6.100", "pytest-benchmark>=4", "openai>=1.40", "aiohttp>=3.9",
+            "datasets>=3", "wids>=0.1", "orjson>=3.9"],
 }
 
 setup(
@@ -54,6 +58,9 @@ setup(
     package_data={"lifting": ["data/*"]},
     data_files=[
         ("share/lift3d/qa_templates", sorted(str(p.relative_to(HERE)) for p in (HERE / "qa_templates").glob("*") if p.is_file())),
+        # text styles are overlay folders of qa_templates/ (n3d/: N3D-VLM's wording)
+        *((f"share/lift3d/qa_templates/{d.name}", sorted(str(p.relative_to(HERE)) for p in d.glob("*.j2")))
+          for d in sorted((HERE / "qa_templates").iterdir()) if d.is_dir()),
         ("share/lift3d/schemas", sorted(str(p.relative_to(HERE)) for p in (HERE / "schemas").glob("*.json"))),
     ],
     install_requires=INSTALL_REQUIRES,

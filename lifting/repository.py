@@ -93,3 +93,28 @@ def iter_repository(repo_dir: str | Path) -> Iterator[tuple[dict, bytes]]:
                 log.warning("%s: sample %s has no json member; skipped", shard.name, sample["__key__"])
                 continue
             yield json.loads(sample["json"]), bytes(sample.get("jpg", b""))
+
+
+#: Units per metre of the repository's KEY.depth.png (16-bit millimetres, 0 = no depth), as
+#: `pipelines.transforms.depth_png` writes it whatever the input dataset's own depth scale was.
+DEPTH_PNG_SCALE = 1000.0
+
+
+def decode_depth_png(raw: bytes) -> "np.ndarray":
+    """KEY.depth.png bytes -> (H, W) float32 z-depth in metres (0 = no depth).
+
+    Raises RepositoryError('depth_unreadable') when the bytes are not a one-channel PNG.
+    """
+    import io
+
+    import numpy as np
+    from PIL import Image, UnidentifiedImageError
+
+    try:
+        with Image.open(io.BytesIO(raw)) as im:
+            arr = np.asarray(im)
+    except (UnidentifiedImageError, OSError, ValueError) as e:
+        raise RepositoryError("depth_unreadable", str(e)) from None
+    if arr.ndim != 2:
+        raise RepositoryError("depth_unreadable", f"depth PNG has shape {arr.shape}, want (H, W)")
+    return arr.astype(np.float32) / np.float32(DEPTH_PNG_SCALE)

@@ -23,7 +23,7 @@ class UserError(Exception):
 
 
 #: Order in `lift3d --help`; modules not listed here come after, alphabetically.
-_ORDER = ["lift", "qa", "run", "demo", "eval", "viz", "stats", "models", "score", "priors", "synth"]
+_ORDER = ["lift", "qa", "run", "export", "demo", "eval", "viz", "stats", "models", "score", "priors", "synth"]
 
 
 def _command_modules():

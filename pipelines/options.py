@@ -106,6 +106,10 @@ class QASettings:
                                  "training shards")
     heldout_fraction: float | None = _opt(None, "fraction of images held out for the benchmark, chosen from the "
                                           "image key and the QA seed (default: 0.01 with --benchmark, else 0)")
+    style: str | None = _opt(None, "wording of the QA text: 'lift3d' (default) or 'n3d', N3D-VLM's (its prompts, "
+                             "bbox_i=Bbox(...) lines at its precision, <think> traces with centres in x left, y up, "
+                             "z forward; what `lift3d export --format n3d-vlm` needs); same as qa_config's style",
+                             choices=("lift3d", "n3d"))
 
 
 @dataclass
@@ -245,6 +249,8 @@ def resolve(args: argparse.Namespace, extra: list[str]) -> Settings:
             setattr(getattr(s, g), name, v)
     s.beam_args = s.beam_args + list(extra)
     check_beam_args(s.beam_args)
+    if s.qa.style:  # the flag is the qa_config section's `style`, so it enters the run identity
+        s.qa_config = {**s.qa_config, "style": s.qa.style}
     return s
 
 

@@ -10,6 +10,8 @@ from hypothesis import strategies as st
 
 from lifting.bbox_text import (
     DEFAULT_PRECISION,
+    N3D_PRECISION,
+    bbox_lines,
     BboxPrecision,
     BboxText,
     bbox_from_box,
@@ -40,6 +42,8 @@ precision_st = st.builds(
     z_decimals=st.integers(0, 4),
     angle_decimals=st.integers(0, 4),
     size_decimals=st.integers(0, 4),
+    uv_decimals=st.integers(0, 4),
+    trim_zeros=st.booleans(),
 )
 
 
@@ -75,8 +79,9 @@ def test_format_parse_round_trip_property(cat, sb, prec):
     uv, _ = project_points(box.center_cam[None], K)
     W, H = size
     assert parsed.category == cat
-    assert parsed.u == pytest.approx(round((uv[0, 0] + 0.5) / W * prec.uv_scale) / prec.uv_scale, abs=1e-12)
-    assert parsed.v == pytest.approx(round((uv[0, 1] + 0.5) / H * prec.uv_scale) / prec.uv_scale, abs=1e-12)
+    d_uv = prec.uv_decimals
+    assert parsed.u == pytest.approx(round((uv[0, 0] + 0.5) / W * prec.uv_scale, d_uv) / prec.uv_scale, abs=1e-12)
+    assert parsed.v == pytest.approx(round((uv[0, 1] + 0.5) / H * prec.uv_scale, d_uv) / prec.uv_scale, abs=1e-12)
     assert abs(parsed.z - box.center_cam[2]) <= 0.5 * 10.0 ** -prec.z_decimals * (1 + 1e-9)
     assert abs(parsed.angle - wrap_angle(box.yaw)) <= 0.5 * 10.0 ** -prec.angle_decimals * (1 + 1e-9)
     for got, d in zip((parsed.sx, parsed.sy, parsed.sz), box.dimensions):
@@ -197,3 +202,36 @@ def test_bbox_text_dataclass_to_text():
     assert b.to_text(BboxPrecision(uv_scale=100, z_decimals=1, angle_decimals=3, size_decimals=0)) == \
         "Bbox(sofa,25,75,3.0,-1.500,2,1,1)"
     assert math.isclose(parse_bbox("Bbox(sofa,25,75,3.0,-1.500,2,1,1)", BboxPrecision(uv_scale=100)).u, 0.25)
+
+
+def test_n3d_preset_reproduces_the_released_text():
+    """The release's example line: (u, v) normalised with 3 places, the rest to 4 places as
+    Python prints a rounded float ("0.0", no trailing zeros), boxes numbered bbox_i=."""
+    W, H = 1024, 683
+    K = make_K(900.0, 900.0, 511.5, 341.5)
+    u, v, z = 0.519, 0.587, 2.7535
+    # the centre whose normalised pixel-edge projection is exactly (u, v)
+    x = (u * W - 0.5 - K[0, 2]) / K[0, 0] * z
+    y = (v * H - 0.5 - K[1, 2]) / K[1, 1] * z
+    box = Box3D.from_gravity([x, y, z], [0.3737, 0.3415, 0.2675], 0.0)
+    text = format_bbox("person", box, K, (W, H), N3D_PRECISION)
+    assert bbox_lines([text]) == "bbox_0=Bbox(person,0.519,0.587,2.7535,0.0,0.3737,0.3415,0.2675)"
+    assert bbox_from_box("person", box, K, (W, H), N3D_PRECISION).to_text(N3D_PRECISION) == text
+    # trailing zeros go, one decimal stays, a 3-place u keeps its places
+    box = Box3D.from_gravity([(0.25 * W - 0.5 - K[0, 2]) / K[0, 0] * 2.0, (0.5 * H - 0.5 - K[1, 2]) / K[1, 1] * 2.0, 2.0],
+                             [0.5, 1.25, 0.4], -1.5)
+    assert format_bbox("chair", box, K, (W, H), N3D_PRECISION) == "Bbox(chair,0.25,0.5,2.0,-1.5,0.5,1.25,0.4)"
+
+
+def test_parsers_read_both_presets_and_numbered_lines():
+    K = make_K(500, 500, 319.5, 239.5)
+    box = Box3D.from_gravity([0.3, -0.2, 2.3456], [0.55, 0.96, 0.4], 0.5)
+    default = format_bbox("chair", box, K, (640, 480))
+    n3d = format_bbox("chair", box, K, (640, 480), N3D_PRECISION)
+    a, b = parse_bbox(default), parse_bbox("bbox_3=" + n3d)
+    assert a.u == pytest.approx(b.u, abs=1e-3) and a.v == pytest.approx(b.v, abs=1e-3)
+    assert b.z == 2.3456 and a.z == 2.35 and b.sx == 0.55
+    assert 0.0 <= b.u <= 1.0 and 0.0 <= a.u <= 1.0
+    doc = bbox_lines([n3d, n3d]) + "\n" + default
+    assert [t.u for t in find_bboxes(doc)] == [b.u, b.u, a.u]
+    assert parse_bbox(n3d, N3D_PRECISION) == b and parse_bbox(default, DEFAULT_PRECISION) == a

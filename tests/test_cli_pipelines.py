@@ -14,7 +14,7 @@ from pipelines import options as opt
 ROOT = Path(__file__).resolve().parents[1]
 
 
-@pytest.mark.parametrize("cmd", ["lift", "qa", "run", "demo", "synth"])
+@pytest.mark.parametrize("cmd", ["lift", "qa", "run", "demo", "synth", "export"])
 def test_help_explains_every_option(cmd):
     parser = cli.build_parser()
     sub = next(a for a in parser._actions if isinstance(a, argparse._SubParsersAction)).choices[cmd]

@@ -80,3 +80,21 @@ def test_score_command(tmp_path, bench, capsys):
     assert printed == json.loads(out.read_text())
     assert printed["n"] == 150 and printed["correct"] == 75 and printed["answered"] == 75
     assert main(["score", "--benchmark", str(tmp_path / "missing.jsonl"), "--predictions", str(ppath)]) == 2
+
+
+def test_n3d_style_benchmark_and_replies_score_like_the_default():
+    """A benchmark built in N3D-VLM's style, answered N3D-style ("<think>...</think> That is
+    True.") and lift3d-style, scores the same; flipped binary answers score zero."""
+    n3d = build_benchmark(RECORDS, 150, QAConfig(seed=3, style="n3d"))
+    assert all(it["prompt"].startswith("<image>") and not it["prompt"].startswith("<image>\n") for it in n3d)
+    binary = [it for it in n3d if it["form"] == "yes_no"]
+    assert binary and {it["answer_text"] for it in binary} == {"That is True.", "That is False."}
+    think = {it["qid"]: f"<think>1. The 3D center coordinate of x is [0.1, 0.2, 3.0].\n2. Left.</think> "
+                        f"{it['answer_text']}" for it in n3d}
+    assert score(n3d, think)["accuracy"] == 1.0
+    flipped = {it["qid"]: "<think>Yes, yes.</think> " + ("That is False." if it["answer"]["value"] else "That is True.")
+               for it in binary}
+    assert score(binary, flipped)["correct"] == 0
+    # the default style's answers to the same questions (same seed: same values) score alike
+    plain = {it["qid"]: ("Yes" if it["answer"]["value"] else "No") for it in binary}
+    assert score(binary, plain)["accuracy"] == 1.0

@@ -4,7 +4,9 @@
 yes/no questions with ground-truth answers; `score` grades free-text predictions: numeric
 answers are correct within +-25% of the ground truth (as SpatialRGPT-Bench and N3D-Bench
 do), everything else exactly. Predictions are graded on their last non-empty line, where
-a chain-of-thought model trained on our conversations writes its answer.
+a chain-of-thought model trained on our conversations writes its answer. Both text styles
+are read: lift3d's ("reasoning\nanswer", "Yes"/"No") and N3D-VLM's
+("<think>reasoning</think> answer", "That is True."/"That is False.").
 """
 from __future__ import annotations
 
@@ -17,7 +19,7 @@ from pathlib import Path
 from typing import Iterable
 
 from lifting.qa.config import BENCHMARK_FAMILIES, DEFAULT_FAMILIES, FT_PER_M, QAConfig
-from lifting.qa.engine import IMAGE_TOKEN, generate_qa, image_rng
+from lifting.qa.engine import first_user_text, generate_qa, image_rng
 
 log = logging.getLogger(__name__)
 
@@ -64,7 +66,7 @@ def build_benchmark(records: Iterable[dict], n: int, config: QAConfig | None = N
             if q["form"] == "boxes":
                 continue
             instr = _INSTRUCTION[q["form"]].format(unit_word=unit_word)
-            prompt = f"{IMAGE_TOKEN}\n{q['question']}" + (f" {instr}" if instr else "")
+            prompt = first_user_text(q["question"] + (f" {instr}" if instr else ""), style=cfg.style)
             item = {
                 "qid": q["qid"], "image_key": sample["image_key"], "family": q["family"], "form": q["form"],
                 "template_id": q["template_id"], "question": q["question"], "prompt": prompt,
@@ -135,9 +137,14 @@ _KEYWORDS = {
 }
 
 
+_THINK_RE = re.compile(r"<think>.*?</think>", re.DOTALL)
+
+
 def final_line(text: str) -> str:
-    """The last non-empty line of a prediction (where the answer is)."""
-    lines = [ln.strip() for ln in str(text).strip().splitlines() if ln.strip()]
+    """The last non-empty line of a prediction (where the answer is), after removing any
+    `<think>...</think>` block (N3D-VLM's reasoning)."""
+    text = _THINK_RE.sub("\n", str(text))
+    lines = [ln.strip() for ln in text.strip().splitlines() if ln.strip()]
     return lines[-1] if lines else ""
 
 
@@ -197,8 +204,8 @@ def grade(item: dict, prediction: str | None) -> bool:
             return False
         return abs(x - value) <= NUMERIC_TOLERANCE * abs(value) + 1e-9
     if form == "yes_no":
-        m = re.search(r"\b(yes|no)\b", line.lower())
-        return m is not None and (m.group(1) == "yes") == bool(value)
+        m = re.search(r"\b(yes|no|true|false)\b", line.lower())
+        return m is not None and (m.group(1) in ("yes", "true")) == bool(value)
     if form == "count" or (form == "open" and item["answer"].get("unit") == "o'clock"):
         return parse_int(line) == value
     if form == "choice":

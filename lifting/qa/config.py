@@ -3,7 +3,7 @@ from __future__ import annotations
 
 from dataclasses import asdict, dataclass, field, fields
 
-from lifting.bbox_text import DEFAULT_PRECISION, BboxPrecision
+from lifting.bbox_text import DEFAULT_PRECISION, PRESETS, BboxPrecision
 
 #: Every family the engine knows, with its default weight in the per-image family mix.
 DEFAULT_FAMILIES: dict[str, float] = {
@@ -25,6 +25,14 @@ DEFAULT_FAMILIES: dict[str, float] = {
 BENCHMARK_FAMILIES = tuple(f for f in DEFAULT_FAMILIES if f not in ("detection", "grounding"))
 
 FT_PER_M = 3.280839895
+
+#: Text styles: lift3d's own wording, or N3D-VLM's (qa_templates/n3d/: the release's prompts,
+#: `bbox_i=Bbox(...)` lines at N3D_PRECISION, `<think>...</think> answer` replies whose traces
+#: give centres with x left, y up, z forward, binary answers "That is True."/"That is False.").
+STYLES = ("lift3d", "n3d")
+DEFAULT_SYSTEM_PROMPT = (
+    "You are a spatial reasoning assistant. Ground every object you use as a 3D box "
+    "Bbox(class,u,v,z,angle,sx,sy,sz), then reason step by step in 3D before answering.")
 
 
 @dataclass(frozen=True)
@@ -64,6 +72,8 @@ class QAConfig:
     cot: write the reasoning trace (ground, compute, conclude) before the answer.
     system_prompt: system message of the `messages` form (None: no system turn).
     precision: Bbox text precision (lifting.bbox_text).
+    style: "lift3d" or "n3d" (STYLES). "n3d" also makes the defaults N3D-VLM's: precision
+        N3D_PRECISION, no system turn, no units sentence (each left as given when changed).
     """
 
     seed: int = 0
@@ -74,14 +84,19 @@ class QAConfig:
     units: str = "metric"
     decimals: int = 2
     cot: bool = True
-    system_prompt: str | None = (
-        "You are a spatial reasoning assistant. Ground every object you use as a 3D box "
-        "Bbox(class,u,v,z,angle,sx,sy,sz), then reason step by step in 3D before answering."
-    )
+    system_prompt: str | None = DEFAULT_SYSTEM_PROMPT
     precision: BboxPrecision = DEFAULT_PRECISION
     attempts: int = 12  # random candidates tried per question before a family gives up
+    style: str = "lift3d"
 
     def __post_init__(self):
+        if self.style not in STYLES:
+            raise ValueError(f"style must be one of {', '.join(STYLES)}, got {self.style!r}")
+        if self.style == "n3d":
+            if self.precision == DEFAULT_PRECISION:
+                object.__setattr__(self, "precision", PRESETS["n3d"])
+            if self.system_prompt == DEFAULT_SYSTEM_PROMPT:
+                object.__setattr__(self, "system_prompt", None)
         if self.units not in ("metric", "imperial"):
             raise ValueError(f"units must be 'metric' or 'imperial', got {self.units!r}")
         unknown = set(self.families) - set(DEFAULT_FAMILIES)

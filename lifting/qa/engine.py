@@ -43,7 +43,7 @@ def generate_qa(record: dict, config: QAConfig | None = None, bank: TemplateBank
         bank: template bank (default: qa_templates/, compiled once per process).
     """
     config = config or QAConfig()
-    bank = bank or get_bank()
+    bank = bank or get_bank(style=config.style)
     if not any(o.get("status") == "kept" and o.get("box3d") for o in record.get("objects") or ()):
         return None
     rng = image_rng(config.seed, record["key"])
@@ -94,7 +94,8 @@ def generate_qa(record: dict, config: QAConfig | None = None, bank: TemplateBank
         "questions": questions,
         "units": config.units,
         "system_prompt": config.system_prompt,
-        "preamble": units_statement(config) if ctx.has_numbers else None,
+        "preamble": units_statement(config) if ctx.has_numbers and config.style != "n3d" else None,
+        "style": config.style,
     }
     return assemble_conversation(sample)
 
@@ -106,10 +107,23 @@ def _drop_last(questions: list[dict], pred) -> None:
             return
 
 
-def assistant_text(question: dict) -> str:
-    """The assistant turn of one question: reasoning (when present) then the answer."""
+def assistant_text(question: dict, style: str = "lift3d") -> str:
+    """The assistant turn of one question: reasoning (when present) then the answer; in the
+    "n3d" style N3D-VLM's `<think>reasoning</think> answer`."""
     r = question.get("reasoning")
-    return f"{r}\n{question['answer_text']}" if r else question["answer_text"]
+    if not r:
+        return question["answer_text"]
+    if style == "n3d":
+        return f"<think>{r}</think> {question['answer_text']}"
+    return f"{r}\n{question['answer_text']}"
+
+
+def first_user_text(question_text: str, preamble: str | None = None, style: str = "lift3d") -> str:
+    """The first user turn: the `<image>` token, the units statement when given, the
+    question; N3D-VLM's prompts follow the token directly (`<image>Detect boxes. ...`)."""
+    if style == "n3d":
+        return f"{IMAGE_TOKEN}{preamble + ' ' if preamble else ''}{question_text}"
+    return f"{IMAGE_TOKEN}\n{preamble} {question_text}" if preamble else f"{IMAGE_TOKEN}\n{question_text}"
 
 
 def assemble_conversation(sample: dict) -> dict:
@@ -118,14 +132,14 @@ def assemble_conversation(sample: dict) -> dict:
     `<image>` token and, when the sample has one, the units statement (`preamble`)."""
     convs: list[dict] = []
     msgs: list[dict] = []
+    style = sample.get("style") or "lift3d"
     if sample.get("system_prompt"):
         msgs.append({"role": "system", "content": sample["system_prompt"]})
     for i, q in enumerate(sample["questions"]):
         text = q["question"]
         if i == 0:
-            pre = sample.get("preamble")
-            text = f"{IMAGE_TOKEN}\n{pre} {text}" if pre else f"{IMAGE_TOKEN}\n{text}"
-        reply = assistant_text(q)
+            text = first_user_text(text, sample.get("preamble"), style)
+        reply = assistant_text(q, style)
         convs.append({"from": "human", "value": text})
         convs.append({"from": "gpt", "value": reply})
         msgs.append({"role": "user", "content": text})

@@ -42,6 +42,7 @@ class Ctx:
         self.unit_word = "feet" if imperial else "metres"
         self.d = config.decimals
         self.has_numbers = False
+        self.n3d = config.style == "n3d"
 
     # -- balance ---------------------------------------------------------------------
     def want_yes(self) -> bool:
@@ -65,9 +66,18 @@ class Ctx:
         return _fmt(m3 * self.factor ** 3, max(self.d, 3))
 
     def obj(self, q: dict, letter: str, o: Obj) -> None:
-        """Put an object's referring text and Bbox text into the template values."""
+        """Put an object's referring text and Bbox text into the template values (and, in
+        the n3d style, its centre as N3D-VLM writes it: `c_<letter>`)."""
         q[letter] = o.ref[0]
         q["box_" + letter] = self.scene.bbox(o)
+        if self.n3d:
+            q["c_" + letter] = self.centre(o)
+
+    def centre(self, o: Obj) -> str:
+        """The box centre as N3D-VLM's traces write it: camera frame with x left, y up,
+        z forward, in the answer unit: "[-0.04, -0.13, 2.75]"."""
+        x, y, z = (float(v) for v in o.box3d["center_cam"])
+        return f"[{self.fmt(-x)}, {self.fmt(-y)}, {self.fmt(z)}]"
 
     # -- emission ----------------------------------------------------------------------
     def new(self, family: str, variant: str, form: str, objs: list[Obj], q: dict, value, unit, params: dict,
@@ -351,6 +361,7 @@ def multi_order(ctx: Ctx):
             continue
         fmt = ctx.fmt_vol if criterion == "volume" else ctx.fmt
         q = {"names": [o.ref[0] for o in objs], "boxes": [s.bbox(o) for o in objs],
+             "centres": [ctx.centre(o) for o in objs] if ctx.n3d else None,
              "criterion": criterion, "direction": direction,
              "measures": [fmt(key(o)) for o in objs],
              "order_names": [o.ref[0] for o in order], "order_values": [fmt(key(o)) for o in order]}
@@ -390,10 +401,12 @@ def multi_extreme(ctx: Ctx):
             q["names"] = [o.ref[0] for o in cands]
             q["dists"] = [ctx.fmt(dist[o.oid]) for o in cands]
             q["boxes"] = [s.bbox(o) for o in cands]
+            q["centres"] = [ctx.centre(o) for o in cands] if ctx.n3d else None
             params.update(choice_kind="object", options=[o.oid for o in cands],
                           options_text=[o.ref[0] for o in cands])
             return ctx.new("multi_extreme", "choice", "choice", [x] + cands, q, best.oid, None, params)
         q["box_answer"] = s.bbox(best)
+        q["c_answer"] = ctx.centre(best) if ctx.n3d else None
         q["second"] = ctx.fmt(ds)
         return ctx.new("multi_extreme", "open", "open", [x, best], q, best.oid, None, params)
     return None

@@ -55,3 +55,24 @@ def write_sharegpt(samples: Iterable[dict], image_root: str, out_dir: str | Path
     data.write_text(json.dumps(to_sharegpt(samples, image_root), ensure_ascii=False, indent=1))
     (out_dir / "dataset_info.json").write_text(json.dumps(sharegpt_dataset_info(name, data.name), indent=2))
     return data
+
+
+def qa_shard_features():
+    """Hugging Face `datasets` Features for reading the QA shards with its webdataset builder:
+
+        load_dataset("webdataset", data_files={"train": shards}, features=qa_shard_features())
+
+    The builder infers a schema from the first samples otherwise, and a QA sample's answer
+    values and params differ in type between question families (a bool, a list of ids, a
+    number), which Arrow cannot hold in one column. These features keep what a trainer reads:
+    the image and the sample's key, size and both conversation forms (LLaVA `conversations`,
+    OpenAI `messages`); the full sample stays in the shard for other readers.
+    """
+    from datasets import Features, Image, Value
+
+    return Features({
+        "__key__": Value("string"), "__url__": Value("string"), "jpg": Image(),
+        "json": {"key": Value("string"), "width": Value("int64"), "height": Value("int64"),
+                 "conversations": [{"from": Value("string"), "value": Value("string")}],
+                 "messages": [{"role": Value("string"), "content": Value("string")}]},
+    })

@@ -9,6 +9,12 @@ Each family file defines, for each of its variants V:
 where `q` is a dict of the values the engine computed. The environment uses
 StrictUndefined, so a missing value is an error, never an empty string. Adding a phrasing
 is adding one q_V_<n> macro to the family's file.
+
+A style is an overlay folder (`qa_templates/<style>/`, e.g. `n3d/`, N3D-VLM's wording): its
+family files redefine macros by name over the base file's. Overlay question macros of a
+variant replace all the base phrasings of that variant; r_/a_ macros replace one by one;
+whatever the overlay leaves out comes from the base. Answers of an overlay keep their line
+breaks (N3D-VLM writes one box per line).
 """
 from __future__ import annotations
 
@@ -99,12 +105,42 @@ def make_environment(directory: Path) -> jinja2.Environment:
     return env
 
 
-class TemplateBank:
-    """All QA templates of a folder: family -> variant -> phrasings, reasoning, answer."""
+def _family_macros(env: jinja2.Environment, path: Path, family: str, tid_prefix: str):
+    """(questions {variant: [(n, template_id, fn)]}, reasoning {variant: fn}, answers {variant: fn})
+    of one family file."""
+    module = env.get_template(path.name).module
+    qs, rs, ans = {}, {}, {}
+    for name in dir(module):
+        macro = getattr(module, name)
+        if not isinstance(macro, jinja2.runtime.Macro):
+            continue
+        if name.startswith("q_"):
+            variant, _, n = name[2:].rpartition("_")
+            if not n.isdigit() or not variant:
+                raise ValueError(f"{path.name}: question macro {name!r} must be named q_<variant>_<n>")
+            qs.setdefault(variant, []).append((int(n), f"{tid_prefix}{family}.{variant}.{n}", _direct(macro)))
+        elif name.startswith("r_"):
+            rs[name[2:]] = _direct(macro)
+        elif name.startswith("a_"):
+            ans[name[2:]] = _direct(macro)
+    return qs, rs, ans
 
-    def __init__(self, directory: Path | None = None):
+
+class TemplateBank:
+    """All QA templates of a folder: family -> variant -> phrasings, reasoning, answer.
+
+    style: None for the folder's own files, or the name of an overlay sub-folder (see the
+    module docstring); template ids of overlay phrasings read `<style>:<family>.<variant>.<n>`.
+    """
+
+    def __init__(self, directory: Path | None = None, style: str | None = None):
         self.directory = Path(directory) if directory is not None else resource_dir("qa_templates")
+        self.style = style
         self.env = make_environment(self.directory)
+        overlay_dir = self.directory / style if style else None
+        if overlay_dir is not None and not overlay_dir.is_dir():
+            raise ValueError(f"QA style {style!r}: no template folder {overlay_dir}")
+        overlay_env = make_environment(overlay_dir) if overlay_dir is not None else None
         self.questions: dict[str, dict[str, list[tuple[str, object]]]] = {}
         self.reasoning: dict[str, dict[str, object]] = {}
         self.answers: dict[str, dict[str, object]] = {}
@@ -112,24 +148,16 @@ class TemplateBank:
             path = self.directory / f"{family}.j2"
             if not path.is_file():
                 continue
-            module = self.env.get_template(path.name).module
-            qs, rs, ans = {}, {}, {}
-            for name in dir(module):
-                macro = getattr(module, name)
-                if not isinstance(macro, jinja2.runtime.Macro):
-                    continue
-                if name.startswith("q_"):
-                    variant, _, n = name[2:].rpartition("_")
-                    if not n.isdigit() or not variant:
-                        raise ValueError(f"{path.name}: question macro {name!r} must be named q_<variant>_<n>")
-                    qs.setdefault(variant, []).append((int(n), f"{family}.{variant}.{n}", _direct(macro)))
-                elif name.startswith("r_"):
-                    rs[name[2:]] = _direct(macro)
-                elif name.startswith("a_"):
-                    ans[name[2:]] = _direct(macro)
+            qs, rs, ans = _family_macros(self.env, path, family, "")
+            if overlay_env is not None and (overlay_dir / path.name).is_file():
+                oqs, ors, oans = _family_macros(overlay_env, overlay_dir / path.name, family, f"{style}:")
+                qs.update(oqs)
+                rs.update(ors)
+                ans.update(oans)
             self.questions[family] = {v: [(tid, m) for _, tid, m in sorted(lst)] for v, lst in qs.items()}
             self.reasoning[family] = rs
             self.answers[family] = ans
+        self._clean_answer = _clean_block if style else _clean
 
     def variants(self, family: str) -> list[str]:
         return sorted(self.questions.get(family, {}))
@@ -147,7 +175,7 @@ class TemplateBank:
     def render_answer(self, family: str, variant: str, q: dict) -> str:
         ans = self.answers[family]
         macro = ans.get(variant) or ans["default"]
-        return _clean(macro(q))
+        return self._clean_answer(macro(q))
 
 
 def _clean(s: str) -> str:
@@ -163,7 +191,8 @@ def _clean_block(s: str) -> str:
     return "\n".join(out)
 
 
-@functools.lru_cache(maxsize=4)
-def get_bank(directory: str | None = None) -> TemplateBank:
-    """The process-wide template bank (compiled once per process and folder)."""
-    return TemplateBank(Path(directory) if directory else None)
+@functools.lru_cache(maxsize=8)
+def get_bank(directory: str | None = None, style: str | None = None) -> TemplateBank:
+    """The process-wide template bank (compiled once per process, folder and style; style
+    None or "lift3d" is the folder's own files)."""
+    return TemplateBank(Path(directory) if directory else None, None if style in (None, "lift3d") else style)
