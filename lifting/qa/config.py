@@ -119,6 +119,13 @@ class QAConfig:
         _check_keys("qa_config", d, cls)
         if "margins" in d and not isinstance(d["margins"], Margins):
             d["margins"] = Margins(**_nested("qa_config.margins", d["margins"], Margins))
+        if isinstance(d.get("precision"), str):
+            from lifting.bbox_text import PRESETS
+
+            if d["precision"] not in PRESETS:
+                raise ValueError(f"qa_config.precision must be a mapping or one of {', '.join(PRESETS)}, "
+                                 f"got {d['precision']!r}")
+            d["precision"] = PRESETS[d["precision"]]
         if "precision" in d and not isinstance(d["precision"], BboxPrecision):
             d["precision"] = BboxPrecision(**_nested("qa_config.precision", d["precision"], BboxPrecision))
         if "families" in d:
@@ -151,6 +158,10 @@ def _nested(where: str, value, cls) -> dict:
     _check_keys(where, value, cls)
     for k, v in value.items():
         want = next(f.type for f in fields(cls) if f.name == k)
+        if want == "bool":
+            if not isinstance(v, bool):
+                raise ValueError(f"{where}.{k} must be true or false, got {v!r}")
+            continue
         ok = isinstance(v, int) if want == "int" else isinstance(v, (int, float))
         if isinstance(v, bool) or not ok or v < 0:
             raise ValueError(f"{where}.{k} must be a number >= 0{' (an integer)' if want == 'int' else ''}, got {v!r}")
