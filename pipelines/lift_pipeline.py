@@ -26,11 +26,13 @@ import hashlib
 import logging
 import os
 import shutil
+import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
 import apache_beam as beam
 
+from lifting import storage
 from pipelines import options as opt
 from pipelines import sinks
 from pipelines.transforms import (
@@ -149,7 +151,7 @@ def _chunks(records: list[dict], per_shard: int, target_bytes: float | None):
         b = 0
         if target_bytes:
             try:
-                b = os.path.getsize(r["image_path"])
+                b = storage.getsize(r["image_path"])
             except OSError:
                 b = 0
         if chunk and (len(chunk) >= per_shard or (target_bytes and size + b > target_bytes)):
@@ -178,18 +180,19 @@ def plan_units(s: opt.Settings) -> Plan:
     if i.source == "index":
         from lifting.sources.index import list_partitions
 
-        if not i.index or not Path(i.index).is_dir():
+        if not i.index or not storage.isdir(i.index):
             raise PlanError(f"index folder not found: {i.index}")
         import pyarrow.parquet as pq
 
         units, h, uid = [], hashlib.sha256(), 0
         remaining = i.limit
         for part in list_partitions(i.index):
-            n = pq.ParquetFile(part).metadata.num_rows
+            with storage.open(part, "rb") as f:
+                n = pq.ParquetFile(f).metadata.num_rows
             if remaining is not None:
                 n = min(n, remaining)
                 remaining -= n
-            h.update(f"{Path(part).name}:{Path(part).stat().st_size}:{n}\n".encode())
+            h.update(f"{storage.basename(part)}:{storage.getsize(part)}:{n}\n".encode())
             for start in range(0, n, o.samples_per_shard):
                 stop = min(n, start + o.samples_per_shard)
                 units.append(Unit(uid, stop - start, partition=str(part), start=start, stop=stop))
@@ -197,11 +200,13 @@ def plan_units(s: opt.Settings) -> Plan:
         if not units:
             raise PlanError(f"no index partitions with images in {i.index}")
         errors = []
-        err_path = Path(i.index) / "errors.parquet"
-        if err_path.is_file():
+        err_path = storage.join(i.index, "errors.parquet")
+        if storage.isfile(err_path):
             import json
 
-            for row in pq.read_table(err_path).to_pylist():
+            with storage.open(err_path, "rb") as f:
+                err_rows = pq.read_table(f).to_pylist()
+            for row in err_rows:
                 errors.append({"source": row["source"], "reason": row["reason"], "level": row["level"],
                                "image_id": None if row["image_id"] is None else json.loads(row["image_id"]),
                                "key": row["key"], "detail": row["detail"] or "",
@@ -216,7 +221,7 @@ def plan_units(s: opt.Settings) -> Plan:
     from lifting.sources import REAL3D_SOURCES, open_source
 
     for name, path in (("--annotations", i.annotations), ("--images", i.images)):
-        if path is not None and not Path(path).exists():
+        if path is not None and not storage.exists(path):
             raise PlanError(f"{name} path not found: {path}")
     if i.source != "images" and not i.annotations:
         raise PlanError(f"--annotations is required for --source {i.source}")
@@ -251,16 +256,18 @@ def plan_units(s: opt.Settings) -> Plan:
     return Plan(units, errors, h.hexdigest(), backend)
 
 
-def _one_csv(folder: Path, pattern: str, what: str, prefer: str | None = None) -> Path | None:
-    """The single CSV of `folder` matching glob `pattern` (among several, the only one whose
-    name contains `prefer`); None when there is none; SourceConfigError when ambiguous."""
+def _one_csv(folder: str, pattern: str, what: str, prefer: str | None = None) -> str | None:
+    """The single CSV of `folder` (local or URL) matching glob `pattern` (among several, the
+    only one whose name contains `prefer`); None when there is none; SourceConfigError when
+    ambiguous."""
     from lifting.sources import SourceConfigError
 
-    found = sorted(p for p in folder.glob(pattern) if p.is_file())
+    found = [p for p in storage.glob(storage.join(folder, pattern)) if storage.isfile(p)]
     if len(found) > 1 and prefer:
-        found = [p for p in found if prefer in p.name] or found
+        found = [p for p in found if prefer in storage.basename(p)] or found
     if len(found) > 1:
-        raise SourceConfigError(f"openimages: several {what} CSVs in {folder} ({', '.join(p.name for p in found)}); "
+        names = ", ".join(storage.basename(p) for p in found)
+        raise SourceConfigError(f"openimages: several {what} CSVs in {folder} ({names}); "
                                 "pass the box CSV itself as --annotations")
     return found[0] if found else None
 
@@ -279,9 +286,9 @@ def source_options(source: str, annotations: str | None) -> tuple[str | None, di
         return annotations, {}
     from lifting.sources import SourceConfigError
 
-    path = Path(annotations)
-    folder = path if path.is_dir() else path.parent
-    boxes = _one_csv(folder, "*bbox*.csv", "box") if path.is_dir() else path
+    is_dir = storage.isdir(annotations)
+    folder = annotations if is_dir else storage.dirname(annotations)
+    boxes = _one_csv(folder, "*bbox*.csv", "box") if is_dir else annotations
     if boxes is None:
         raise SourceConfigError(f"openimages: no box CSV (*bbox*.csv) in {folder}")
     classes = _one_csv(folder, "*class-descriptions*.csv", "class descriptions", prefer="boxable")
@@ -500,7 +507,7 @@ def _prepared_items(p_units, models: Models, s: opt.Settings):
     return (segmented, prompts[DecodeBatchFn.FAILED], rest) | "MergeMasks" >> beam.Flatten()
 
 
-def build(p: beam.Pipeline, plan: Plan, todo: list[Unit], s: opt.Settings, root: Path, *,
+def build(p: beam.Pipeline, plan: Plan, todo: list[Unit], s: opt.Settings, root: str, *,
           lift_fn=None, progress_dir: str | None = None, models: Models | None = None):
     """Add the lift transforms for units `todo` to pipeline `p`; returns the per-unit stats PCollection."""
     models = models or Models("sensor", {})
@@ -526,7 +533,7 @@ def run_lift(s: opt.Settings, test_pipeline=None, lift_fn=None, stream=None) -> 
     LiftConfig.from_dict(s.lift)  # unknown lifting options fail here, not on a worker
     plan = plan_units(s)
     models = resolve_models(s, plan.depth_backend)
-    root = Path(s.output.out) / "repository"
+    root = storage.join(s.output.out, "repository")
     config = {**opt.identity_dict(s, ["input", "models", "output"]), "lift": LiftConfig.from_dict(s.lift).to_dict()}
     config["models"].update(depth_model=models.depth, depth_weights=models.depth_options.get("weights"),
                             segmenter_used=models.segmenter_used, segmenter_fallback=models.segmenter_fallback)
@@ -545,8 +552,9 @@ def run_lift(s: opt.Settings, test_pipeline=None, lift_fn=None, stream=None) -> 
                                      source_errors=plan.source_errors, extra={"models": models.describe()})
 
 
-def _execute(build_fn, s: opt.Settings, test_pipeline, root: Path, total: int, label: str, stream) -> None:
-    """Run a pipeline built by build_fn(p, progress_dir), with the progress display when local."""
+def _execute(build_fn, s: opt.Settings, test_pipeline, root: str, total: int, label: str, stream) -> None:
+    """Run a pipeline built by build_fn(p, progress_dir), with the progress display when local
+    (its tick files live in ROOT/_progress, or in a local temporary folder when ROOT is a URL)."""
     from pipelines.progress import ProgressDisplay
 
     if test_pipeline is not None:
@@ -555,7 +563,9 @@ def _execute(build_fn, s: opt.Settings, test_pipeline, root: Path, total: int, l
         return
     options = opt.pipeline_options(s, total)
     show = s.runner.progress and opt.is_local(options)
-    pdir = root / "_progress" if show else None
+    pdir = None
+    if show:
+        pdir = Path(tempfile.mkdtemp(prefix="lift3d-progress-")) if storage.is_url(root) else Path(root) / "_progress"
     p = beam.Pipeline(options=options)
     build_fn(p, str(pdir) if pdir else None)
     try:

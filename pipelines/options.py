@@ -87,10 +87,13 @@ class OutputSettings:
 
 @dataclass
 class RunnerSettings:
-    """Execution on the local runner (other runners take Beam's own options)."""
+    """Execution: the local runner by default; `--runner dask` for a Dask cluster; other
+    runners (DataflowRunner, FlinkRunner, SparkRunner, PortableRunner) take Beam's own options."""
 
     workers: int | None = _opt(None, "worker processes of the local runner (default: all cores); "
                                "same as --direct_num_workers")
+    dask_address: str | None = _opt(None, "with --runner dask: address of the dask.distributed scheduler "
+                                    "(tcp://HOST:8786); default: a new local cluster on this machine")
     progress: bool = _opt(True, "show images done/total, images/s and ETA on stderr (local runner only)")
 
 
@@ -297,7 +300,7 @@ def pipeline_options(s: Settings, n_items: int | None = None):
     """
     from apache_beam.options.pipeline_options import PipelineOptions, StandardOptions
 
-    args = list(s.beam_args)
+    args = runner_args(s)
     opts = PipelineOptions(args)
     if is_local(opts):
         names = {a.split("=")[0] for a in args}
@@ -312,6 +315,40 @@ def pipeline_options(s: Settings, n_items: int | None = None):
     return opts
 
 
+#: Short names of runners Beam does not know by a short name (`--runner dask`).
+RUNNER_ALIASES = {"dask": "apache_beam.runners.dask.dask_runner.DaskRunner",
+                  "daskrunner": "apache_beam.runners.dask.dask_runner.DaskRunner"}
+
+
+def runner_args(s: Settings) -> list[str]:
+    """The Beam flags with `--runner dask` (any case, or DaskRunner) replaced by the Dask
+    runner's module path and `--dask-address` given as Beam's `--dask_client_address`.
+    ValueError (one line) when the Dask runner is asked for and dask.distributed is missing,
+    or --dask-address is given without it."""
+    args, dask = [], False
+    it = iter(s.beam_args)
+    for a in it:
+        name, eq, value = a.partition("=")
+        if name == "--runner":
+            if not eq:
+                value = next(it, "")
+            target = RUNNER_ALIASES.get(value.lower())
+            dask = dask or target is not None or value.endswith(".DaskRunner")
+            args.append(f"--runner={target or value}")
+        else:
+            args.append(a)
+    if s.runner.dask_address and not dask:
+        raise ValueError("--dask-address needs --runner dask")
+    if dask:
+        try:
+            import dask.distributed  # noqa: F401
+        except ImportError as e:
+            raise ValueError("--runner dask needs dask.distributed: pip install 'lift3d[dask]'") from e
+        if s.runner.dask_address:
+            args.append(f"--dask_client_address={s.runner.dask_address}")
+    return args
+
+
 def is_local(opts) -> bool:
     """True when the options select the local (direct) runner."""
     from apache_beam.options.pipeline_options import StandardOptions
@@ -324,7 +361,7 @@ def identity_dict(s: Settings, groups: list[str]) -> dict:
     """The settings that change the output (for the run identity and the manifest config)."""
     d = {g: dataclasses.asdict(getattr(s, g)) for g in groups}
     for g in d.values():
-        for k in ("out", "overwrite", "workers", "progress", "qa_out", "repository"):
+        for k in ("out", "overwrite", "workers", "progress", "qa_out", "repository", "dask_address"):
             g.pop(k, None)
     return d
 

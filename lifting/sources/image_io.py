@@ -17,6 +17,8 @@ import warnings
 
 import numpy as np
 
+from lifting import storage
+
 log = logging.getLogger(__name__)
 
 #: Default decompression-bomb limit: 178 MP is what Pillow itself warns about (2x its limit).
@@ -44,7 +46,9 @@ def _open(path):
     from PIL import Image, UnidentifiedImageError
 
     path = os.fspath(path)
-    if not os.path.exists(path):
+    if storage.is_url(path):
+        path = _fetch(path)
+    elif not os.path.exists(path):
         raise InputError("image_missing", path)
     if os.path.isdir(path):
         raise InputError("image_unreadable", f"{path} is a directory")
@@ -63,6 +67,23 @@ def _open(path):
         raise InputError("image_unreadable", f"{path}: not a recognised image format") from e
     except (OSError, ValueError, SyntaxError) as e:
         raise InputError("image_unreadable", f"{path}: {e}") from e
+
+
+def _fetch(url: str):
+    """The bytes of image `url` (lifting.storage) as a seekable file, or InputError.
+
+    Missing and empty objects are data failures (`image_missing`, `image_empty`);
+    permission and credential errors are not (they concern every image alike) and
+    propagate, so the job stops with one line and nothing is recorded as failed."""
+    import io
+
+    try:
+        data = storage.read_bytes(url)
+    except (FileNotFoundError, IsADirectoryError) as e:
+        raise InputError("image_missing", url) from e
+    if not data:
+        raise InputError("image_empty", url)
+    return io.BytesIO(data)
 
 
 def _to_rgb(im) -> "np.ndarray":

@@ -49,6 +49,7 @@ from typing import Iterator
 
 from dataclasses import fields
 
+from lifting import storage
 from lifting.records import ErrorRecord, ImageRecord, Object2D
 from lifting.sources import Group, Source, SourceConfigError, StatsCounter, open_source
 
@@ -405,12 +406,12 @@ def build_index(source_name: str, annotations=None, images=None, out_dir=None, *
 
 
 def list_partitions(index_dir) -> list[str]:
-    """Absolute paths of the partition files of a complete index (sorted)."""
-    index_dir = os.fspath(index_dir)
-    if not os.path.exists(os.path.join(index_dir, "_SUMMARY.json")):
+    """Absolute paths (or URLs, see lifting.storage) of the partition files of a complete
+    index (sorted)."""
+    index_dir = storage.abspath(index_dir)
+    if not storage.exists(storage.join(index_dir, "_SUMMARY.json")):
         raise SourceConfigError(f"{index_dir} is not a complete lift3d index (no _SUMMARY.json)")
-    return sorted(os.path.join(os.path.abspath(index_dir), n) for n in os.listdir(index_dir)
-                  if n.startswith("part-") and n.endswith(".parquet"))
+    return storage.glob(storage.join(index_dir, "part-*.parquet"))
 
 
 def read_partition(path, batch_size: int = 500) -> Iterator[ImageRecord | ErrorRecord]:
@@ -418,15 +419,17 @@ def read_partition(path, batch_size: int = 500) -> Iterator[ImageRecord | ErrorR
     import pyarrow.parquet as pq
 
     path = os.fspath(path)
-    pf = pq.ParquetFile(path)
-    for batch in pf.iter_batches(batch_size=batch_size, columns=["record"]):
-        for text in batch.column(0).to_pylist():
-            yield ImageRecord.from_dict(json.loads(text))
-    partition = int(os.path.basename(path)[len("part-"):-len(".parquet")])
-    err_path = os.path.join(os.path.dirname(path), "errors.parquet")
-    if not os.path.exists(err_path):
+    with storage.open(path, "rb") as f:
+        pf = pq.ParquetFile(f)
+        for batch in pf.iter_batches(batch_size=batch_size, columns=["record"]):
+            for text in batch.column(0).to_pylist():
+                yield ImageRecord.from_dict(json.loads(text))
+    partition = int(storage.basename(path)[len("part-"):-len(".parquet")])
+    err_path = storage.join(storage.dirname(path), "errors.parquet")
+    if not storage.exists(err_path):
         return
-    table = pq.read_table(err_path, filters=[("partition", "==", partition)])
+    with storage.open(err_path, "rb") as f:
+        table = pq.read_table(f, filters=[("partition", "==", partition)])
     for row in table.to_pylist():
         yield ErrorRecord(
             source=row["source"], reason=row["reason"], level=row["level"],
@@ -438,8 +441,7 @@ def read_partition(path, batch_size: int = 500) -> Iterator[ImageRecord | ErrorR
 
 def read_summary(index_dir) -> dict:
     """The `_SUMMARY.json` of an index."""
-    with open(os.path.join(os.fspath(index_dir), "_SUMMARY.json"), encoding="utf-8") as f:
-        return json.load(f)
+    return json.loads(storage.read_bytes(storage.join(os.fspath(index_dir), "_SUMMARY.json")))
 
 
 class IndexSource(Source):
@@ -448,7 +450,7 @@ class IndexSource(Source):
     name = "index"
 
     def input_paths(self) -> list[str]:
-        return [os.path.join(self.annotations, "_SUMMARY.json")] if self.annotations else []
+        return [storage.join(self.annotations, "_SUMMARY.json")] if self.annotations else []
 
     def iter_records(self) -> Iterator[ImageRecord | ErrorRecord]:
         self.ensure_prepared()
