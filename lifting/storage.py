@@ -70,6 +70,63 @@ def filesystem(path):
                           f"({str(e).splitlines()[0]}); install lift3d[cloud] or the package named") from e
 
 
+class StoreError(OSError):
+    """An object store refused the whole job, not one file: missing credentials, permission
+    denied, a bucket that does not exist. `str(e)` is one line saying what to fix.
+
+    Raised by this module's URL functions (the store's own exception is the __cause__), so
+    that readers do not mistake it for one missing file, and the CLI prints one line."""
+
+    def __init__(self, code: int, line: str):
+        super().__init__(code, line)
+        self.line = line
+
+    def __str__(self) -> str:
+        return self.line
+
+
+def _bucket(path: str) -> str:
+    scheme, rest = path.split("://", 1)
+    return f"{scheme}://{rest.split('/', 1)[0]}"
+
+
+def _store_error(path: str, e: BaseException) -> StoreError | None:
+    """The StoreError for exception `e` of the store at `path`, or None when `e` concerns
+    this file only (a missing object, a decoding error...)."""
+    import errno
+
+    names = {c.__name__ for c in type(e).__mro__}
+    msg = (str(e).splitlines() or [type(e).__name__])[0]
+    scheme = path.split("://", 1)[0]
+    if any("Credential" in n or "Authentication" in n for n in names):
+        hint = ("AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY, or AWS_PROFILE" if scheme.startswith("s3")
+                else "GOOGLE_APPLICATION_CREDENTIALS" if scheme in ("gs", "gcs")
+                else "the store's usual credentials")
+        return StoreError(errno.EACCES, f"no usable credentials for {_bucket(path)} ({msg}); set {hint} "
+                                        "and run the same command again: finished shards are kept")
+    if isinstance(e, PermissionError):
+        return StoreError(errno.EACCES, f"{path}: permission denied by the store ({msg}); grant access or "
+                                        "choose another location and run the same command again")
+    if isinstance(e, FileNotFoundError) and "bucket" in msg.lower():
+        return StoreError(errno.ENOENT, f"{_bucket(path)}: the bucket does not exist ({msg}); create it or "
+                                        "fix the URL")
+    return None
+
+
+@contextlib.contextmanager
+def _translated(path: str):
+    """Turn job-level store failures at `path` into StoreError (see `_store_error`)."""
+    try:
+        yield
+    except StoreError:
+        raise
+    except Exception as e:
+        err = _store_error(path, e)
+        if err is None:
+            raise
+        raise err from e
+
+
 def _full(fs, p: str, like: str) -> str:
     """A path `p` returned by `fs` (no protocol) as a URL with the protocol of `like`."""
     return fs.unstrip_protocol(p) if is_url(like) else p
@@ -114,7 +171,8 @@ def exists(path) -> bool:
         return os.path.exists(local(path))
     fs, p = filesystem(path)
     fs.invalidate_cache(p)
-    return fs.exists(p)
+    with _translated(path):
+        return fs.exists(p)
 
 
 def isfile(path) -> bool:
@@ -122,7 +180,8 @@ def isfile(path) -> bool:
     if not is_url(path):
         return os.path.isfile(local(path))
     fs, p = filesystem(path)
-    return fs.isfile(p)
+    with _translated(path):
+        return fs.isfile(p)
 
 
 def isdir(path) -> bool:
@@ -131,7 +190,8 @@ def isdir(path) -> bool:
         return os.path.isdir(local(path))
     fs, p = filesystem(path)
     fs.invalidate_cache(p)
-    return fs.isdir(p)
+    with _translated(path):
+        return fs.isdir(p)
 
 
 def getsize(path) -> int:
@@ -140,7 +200,8 @@ def getsize(path) -> int:
     if not is_url(path):
         return os.path.getsize(local(path))
     fs, p = filesystem(path)
-    return int(fs.size(p))
+    with _translated(path):
+        return int(fs.size(p))
 
 
 def listdir(path) -> list[str]:
@@ -150,7 +211,8 @@ def listdir(path) -> list[str]:
         return sorted(os.listdir(local(path)))
     fs, p = filesystem(path)
     fs.invalidate_cache(p)
-    return sorted(posixpath.basename(x.rstrip("/")) for x in fs.ls(p, detail=False))
+    with _translated(path):
+        return sorted(posixpath.basename(x.rstrip("/")) for x in fs.ls(p, detail=False))
 
 
 def glob(pattern) -> list[str]:
@@ -178,7 +240,9 @@ def walk_files(path) -> Iterator[str]:
         return
     fs, p = filesystem(path)
     fs.invalidate_cache(p)
-    for f in sorted(fs.find(p)):
+    with _translated(path):
+        found = sorted(fs.find(p))
+    for f in found:
         yield _full(fs, f, path)
 
 
@@ -196,7 +260,8 @@ def makedirs(path) -> None:
     if path.split("://", 1)[0].lower() in OBJECT_STORES:
         return
     fs, p = filesystem(path)
-    fs.makedirs(p, exist_ok=True)
+    with _translated(path):
+        fs.makedirs(p, exist_ok=True)
 
 
 def open(path, mode: str = "rb", **kw) -> IO:  # noqa: A001 - the module's open, like gzip.open
@@ -207,12 +272,18 @@ def open(path, mode: str = "rb", **kw) -> IO:  # noqa: A001 - the module's open,
 
         return builtins.open(local(path), mode, **kw)
     fs, p = filesystem(path)
-    return fs.open(p, mode, **kw)
+    with _translated(path):
+        return fs.open(p, mode, **kw)
 
 
 def read_bytes(path) -> bytes:
-    with open(path, "rb") as f:
-        return f.read()
+    path = os.fspath(path)
+    if not is_url(path):
+        with open(path, "rb") as f:
+            return f.read()
+    fs, p = filesystem(path)
+    with _translated(path):
+        return fs.cat_file(p)
 
 
 def read_text(path, encoding: str = "utf-8") -> str:
@@ -227,7 +298,8 @@ def remove(path, missing_ok: bool = True) -> None:
             os.unlink(local(path))
         else:
             fs, p = filesystem(path)
-            fs.rm_file(p)
+            with _translated(path):
+                fs.rm_file(p)
     except FileNotFoundError:
         if not missing_ok:
             raise
@@ -240,7 +312,7 @@ def remove_tree(path) -> None:
         shutil.rmtree(local(path), ignore_errors=True)
         return
     fs, p = filesystem(path)
-    with contextlib.suppress(FileNotFoundError):
+    with contextlib.suppress(FileNotFoundError), _translated(path):
         fs.rm(p, recursive=True)
 
 
@@ -276,9 +348,11 @@ def atomic_write(path) -> Iterator[IO[bytes]]:
     makedirs(dirname(path))
     fd, tmp = tempfile.mkstemp(prefix="lift3d-upload-")
     try:
-        with os.fdopen(fd, "wb") as f:
+        os.close(fd)
+        with builtins_open(tmp, "wb") as f:  # a named file: callers may hash or rewrite f.name
             yield f
-        fs.put_file(tmp, p)
+        with _translated(path):
+            fs.put_file(tmp, p)
     finally:
         os.unlink(tmp)
 
@@ -316,7 +390,8 @@ def local_copy(path) -> Iterator[str]:
     fd, tmp = tempfile.mkstemp(prefix="lift3d-download-")
     os.close(fd)
     try:
-        fs.get_file(p, tmp)
+        with _translated(path):
+            fs.get_file(p, tmp)
         yield tmp
     finally:
         os.unlink(tmp)

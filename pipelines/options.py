@@ -377,6 +377,10 @@ USER_ERRNOS = frozenset(getattr(errno, n) for n in (
 _WRAPPED_OSERROR = re.compile(r"\b(?:OSError|IOError|[A-Za-z]*Error): \[Errno (\d+)\] ([^\n\[]*)")
 
 
+#: lifting.storage.StoreError as a worker's traceback text.
+_WRAPPED_STORE_ERROR = re.compile(r"\bStoreError: ([^\n]*)")
+
+
 def os_error_line(exc: BaseException) -> str | None:
     """One line for an environment OSError (disk full, permission denied, read-only file
     system, ...) raised here or on a Beam worker, or None when `exc` is not one.
@@ -388,10 +392,15 @@ def os_error_line(exc: BaseException) -> str | None:
     seen, e = set(), exc
     while e is not None and id(e) not in seen:
         seen.add(id(e))
+        if type(e).__name__ == "StoreError":  # lifting.storage: already one line saying what to fix
+            return str(e)
         if isinstance(e, OSError) and e.errno in USER_ERRNOS:
             return _os_error_text(e.errno, e.strerror or os.strerror(e.errno), e.filename)
         e = e.__cause__ or e.__context__
     if isinstance(exc, RuntimeError):
+        m = _WRAPPED_STORE_ERROR.search(str(exc))
+        if m:
+            return m.group(1).strip()
         m = _WRAPPED_OSERROR.search(str(exc))
         if m and int(m.group(1)) in USER_ERRNOS:
             return _os_error_text(int(m.group(1)), m.group(2).strip(), None)

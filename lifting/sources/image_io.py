@@ -47,20 +47,22 @@ def _open(path):
 
     path = os.fspath(path)
     if storage.is_url(path):
-        path = _fetch(path)
-    elif not os.path.exists(path):
-        raise InputError("image_missing", path)
-    if os.path.isdir(path):
-        raise InputError("image_unreadable", f"{path} is a directory")
-    try:
-        if os.path.getsize(path) == 0:
-            raise InputError("image_empty", path)
-    except OSError as e:
-        raise InputError("image_unreadable", f"{path}: {e}") from e
+        src = _fetch(path)
+    else:
+        src = path
+        if not os.path.exists(path):
+            raise InputError("image_missing", path)
+        if os.path.isdir(path):
+            raise InputError("image_unreadable", f"{path} is a directory")
+        try:
+            if os.path.getsize(path) == 0:
+                raise InputError("image_empty", path)
+        except OSError as e:
+            raise InputError("image_unreadable", f"{path}: {e}") from e
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
-            return Image.open(path)
+            return Image.open(src)
     except Image.DecompressionBombError as e:  # Pillow refuses > 2x its limit already at open
         raise InputError("image_too_large", f"{path}: {e}") from e
     except UnidentifiedImageError as e:
