@@ -395,3 +395,47 @@ def local_copy(path) -> Iterator[str]:
         yield tmp
     finally:
         os.unlink(tmp)
+
+
+def cache_dir() -> str:
+    """lift3d's local cache folder: $LIFT3D_CACHE_DIR, default ~/.cache/lift3d."""
+    return os.environ.get("LIFT3D_CACHE_DIR") or os.path.join(os.path.expanduser("~"), ".cache", "lift3d")
+
+
+def mirror(path) -> str:
+    """A local path holding file or folder `path`: the path itself when local; for a URL, a
+    copy under cache_dir()/mirror/<sha256 of the URL, 16 hex>/<name> (files whose size
+    changed are fetched again, others kept), for readers that need local files (the
+    `eval`, `viz` and `stats` commands read whole repositories). FileNotFoundError when
+    `path` does not exist."""
+    import hashlib
+
+    path = os.fspath(path)
+    if not is_url(path):
+        return local(path)
+    path = path.rstrip("/")
+    dest = os.path.join(cache_dir(), "mirror", hashlib.sha256(path.encode()).hexdigest()[:16], basename(path))
+    if isfile(path):
+        _fetch_if_changed(path, dest)
+        return dest
+    files = list(walk_files(path))
+    if not files:
+        raise FileNotFoundError(path)
+    for f in files:
+        _fetch_if_changed(f, os.path.join(dest, *f[len(path) + 1:].split("/")))
+    return dest
+
+
+def _fetch_if_changed(url: str, dest: str) -> None:
+    if os.path.isfile(dest) and os.path.getsize(dest) == getsize(url):
+        return
+    os.makedirs(os.path.dirname(dest), exist_ok=True)
+    fs, p = filesystem(url)
+    tmp = f"{dest}{TMP_MARK}{uuid.uuid4().hex[:12]}"
+    try:
+        with _translated(url):
+            fs.get_file(p, tmp)
+        os.replace(tmp, dest)
+    finally:
+        if os.path.exists(tmp):
+            os.unlink(tmp)

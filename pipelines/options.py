@@ -437,9 +437,27 @@ def repository_errors():
     return _cm()
 
 
+def mirrored(path: str | None) -> str | None:
+    """`path` itself, or for a URL (s3://, gs://, ...) its local mirror (lifting.storage.mirror:
+    fetched once into the cache folder, refreshed when a file's size changed); a missing
+    folder is left to the caller's own message, a store failure is one UserError line."""
+    from lifting import storage
+    from pipelines.cli import UserError
+
+    if path is None or not storage.is_url(path):
+        return path
+    try:
+        return storage.mirror(path)
+    except FileNotFoundError:
+        return path
+    except storage.StoreError as e:
+        raise UserError(str(e)) from e
+
+
 def repository_paths(repository: str, qa: str | None = None):
     """The repository's (and QA shards') paths for `eval`, `viz` and `stats`, with logging to
-    stderr set up; one-line UserError when no shard is found or the QA folder is missing."""
+    stderr set up; one-line UserError when no shard is found or the QA folder is missing.
+    A repository or QA folder given as a URL is read from its local mirror (`mirrored`)."""
     import logging
     import sys
 
@@ -447,6 +465,7 @@ def repository_paths(repository: str, qa: str | None = None):
     from pipelines.cli import UserError
 
     logging.basicConfig(level=logging.INFO, stream=sys.stderr, format="%(levelname)s %(name)s: %(message)s")
+    repository, qa = mirrored(repository), mirrored(qa)
     paths = resolve(repository, qa)
     if paths is None:
         raise UserError(f"no repository shards (shard-*.tar) found in {repository} or {repository}/repository")

@@ -63,9 +63,10 @@ def _same_part(files: dict[str, bytes]) -> dict[str, bytes]:
     return {k: v for k, v in files.items() if k.startswith(SAME) and "_parts/" not in k}
 
 
-def test_lift3d_run_on_s3_gives_the_bytes_of_a_local_run(s3, dataset, tmp_path):
+def test_lift3d_run_on_s3_gives_the_bytes_of_a_local_run(s3, dataset, tmp_path, capsys, monkeypatch):
     from pipelines import cli
 
+    monkeypatch.setenv("LIFT3D_CACHE_DIR", str(tmp_path / "cache"))
     local = tmp_path / "local"
     assert cli.main(_run_argv(str(dataset), str(dataset.parent / "images"), str(local))) == 0
     url = f"s3://{BUCKET}/runs/a"
@@ -82,6 +83,15 @@ def test_lift3d_run_on_s3_gives_the_bytes_of_a_local_run(s3, dataset, tmp_path):
     man = json.loads(remote["repository/manifest.json"])
     assert sorted("repository/" + s["name"] for s in man["shards"]) == sorted(
         k for k in remote if k.startswith("repository/shard-"))
+    # lift3d eval reads the repository from the bucket (through a local mirror): the same report
+    reports = []
+    for where in (str(local), url):
+        capsys.readouterr()
+        assert cli.main(["eval", "--repository", where]) == 0
+        rep = json.loads(capsys.readouterr().out)
+        rep.pop("repository")
+        reports.append(rep)
+    assert reports[0] == reports[1] and reports[0]
     # a second run into the same bucket folder resumes: every unit done, nothing rewritten
     before = s3.files(url)
     assert cli.main(_run_argv(f"s3://{BUCKET}/in/annotations.json", f"s3://{BUCKET}/in/images", url)) == 0
