@@ -15,8 +15,9 @@ Only records (light dicts) cross the Reshuffle: images and depth maps are made a
 inside one fused stage and never pickled between stages.
 
 The same code runs on the local runner (multi-process by default, see
-pipelines.options.pipeline_options) and unchanged on Dataflow, Flink or Spark: the
-output folder only has to be reachable by the workers (a shared or mounted file system).
+pipelines.options.pipeline_options), on a Dask cluster (`--runner dask [--dask-address
+tcp://...]`) and unchanged on Dataflow, Flink or Spark: inputs and output are local paths
+or object-store URLs (s3://, gs://, ... through lifting.storage) that every worker reaches.
 `run(argv, test_pipeline=None)` follows the Beam examples so tests inject a TestPipeline.
 """
 from __future__ import annotations
@@ -571,12 +572,24 @@ def _execute(build_fn, s: opt.Settings, test_pipeline, root: str, total: int, la
     try:
         if show:
             with ProgressDisplay(pdir, total, label, stream=stream):
-                p.run().wait_until_finish()
+                _run_to_end(p)
         else:
-            p.run().wait_until_finish()
+            _run_to_end(p)
     finally:
         if pdir is not None:
             shutil.rmtree(pdir, ignore_errors=True)
+
+
+def _run_to_end(p: beam.Pipeline) -> None:
+    """Run `p` and wait for it; a Dask runner's client is closed afterwards (else it keeps
+    reconnecting to a cluster that may already be gone)."""
+    result = p.run()
+    try:
+        result.wait_until_finish()
+    finally:
+        client = getattr(result, "client", None)
+        if client is not None and hasattr(client, "close"):
+            client.close()
 
 
 GROUPS = opt.LIFT_GROUPS

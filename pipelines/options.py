@@ -248,6 +248,7 @@ def resolve(args: argparse.Namespace, extra: list[str]) -> Settings:
             setattr(getattr(s, g), name, v)
     s.beam_args = s.beam_args + list(extra)
     check_beam_args(s.beam_args)
+    runner_args(s)  # --runner dask / --dask-address mistakes fail here, before any work
     return s
 
 
