@@ -397,6 +397,21 @@ def local_copy(path) -> Iterator[str]:
         os.unlink(tmp)
 
 
+def signature(path) -> list:
+    """[path, size, version] of a file, changing whenever its content may have: the local
+    mtime (ns), or the store's ETag / generation / modification time for a URL."""
+    path = os.fspath(path)
+    if not is_url(path):
+        st = os.stat(local(path))
+        return [os.path.abspath(local(path)), st.st_size, st.st_mtime_ns]
+    fs, p = filesystem(path)
+    with _translated(path):
+        info = fs.info(p)
+    version = next((str(info[k]) for k in ("ETag", "etag", "generation", "LastModified", "mtime", "last_modified")
+                    if info.get(k) is not None), None)
+    return [path, int(info.get("size") or 0), version]
+
+
 def cache_dir() -> str:
     """lift3d's local cache folder: $LIFT3D_CACHE_DIR, default ~/.cache/lift3d."""
     return os.environ.get("LIFT3D_CACHE_DIR") or os.path.join(os.path.expanduser("~"), ".cache", "lift3d")

@@ -80,13 +80,10 @@ class Unit:
         if self.partition is None:
             yield from self.records
             return
-        from lifting.sources.index import read_partition
+        from lifting.sources.index import read_partition_slice
 
-        for i, rec in enumerate(read_partition(self.partition)):
-            if not hasattr(rec, "objects") or (self.stop is not None and i >= self.stop):
-                break  # a partition lists its records first, then its errors (read by the planner)
-            if i >= self.start:
-                yield record_dict(rec)
+        for rec in read_partition_slice(self.partition, self.start, self.stop):
+            yield record_dict(rec)
 
 
 @dataclass
@@ -167,10 +164,13 @@ def _chunks(records: list[dict], per_shard: int, target_bytes: float | None):
 def plan_units(s: opt.Settings) -> Plan:
     """Read the input description and cut it into units (deterministic for the same input).
 
-    Native sources are read on the driver (`lifting.sources.open_source`): suited to files
-    that fit in memory; for large datasets build a Parquet index once and use
-    `--source index --index DIR` (each partition slice is read by a worker).
-    Raises PlanError for unusable paths or an empty input.
+    Small native inputs are read on the driver (`lifting.sources.open_source`) and their
+    records travel inside the units. A COCO/Objects365/OpenImages/Omni3D input larger than
+    --plan-in-memory-mb is first converted, streaming, into a Parquet index in OUT/_index
+    (`index_for`) and planned from it like `--source index --index DIR` (`plan_index`):
+    units are then partition slices that the workers read, so neither the driver nor the
+    pipeline graph ever holds every record. Raises PlanError for unusable paths or an
+    empty input.
     """
     i, o = s.input, s.output
     if o.samples_per_shard < 1:
@@ -179,45 +179,9 @@ def plan_units(s: opt.Settings) -> Plan:
     if i.source is None:
         raise PlanError("--source is required (one of: " + ", ".join(opt.SOURCES) + ")")
     if i.source == "index":
-        from lifting.sources.index import list_partitions
-
         if not i.index or not storage.isdir(i.index):
             raise PlanError(f"index folder not found: {i.index}")
-        import pyarrow.parquet as pq
-
-        units, h, uid = [], hashlib.sha256(), 0
-        remaining = i.limit
-        for part in list_partitions(i.index):
-            with storage.open(part, "rb") as f:
-                n = pq.ParquetFile(f).metadata.num_rows
-            if remaining is not None:
-                n = min(n, remaining)
-                remaining -= n
-            h.update(f"{storage.basename(part)}:{storage.getsize(part)}:{n}\n".encode())
-            for start in range(0, n, o.samples_per_shard):
-                stop = min(n, start + o.samples_per_shard)
-                units.append(Unit(uid, stop - start, partition=str(part), start=start, stop=stop))
-                uid += 1
-        if not units:
-            raise PlanError(f"no index partitions with images in {i.index}")
-        errors = []
-        err_path = storage.join(i.index, "errors.parquet")
-        if storage.isfile(err_path):
-            import json
-
-            with storage.open(err_path, "rb") as f:
-                err_rows = pq.read_table(f).to_pylist()
-            for row in err_rows:
-                errors.append({"source": row["source"], "reason": row["reason"], "level": row["level"],
-                               "image_id": None if row["image_id"] is None else json.loads(row["image_id"]),
-                               "key": row["key"], "detail": row["detail"] or "",
-                               "source_ann_id": None if row["source_ann_id"] is None else json.loads(row["source_ann_id"])})
-            h.update(sinks.sha256_file(err_path).encode())
-        backend = s.models.depth_model
-        if backend == "auto":
-            first = next(units[0].iter_records())
-            backend = "sensor" if first.get("depth_path") else _default_depth_model()
-        return Plan(units, errors, h.hexdigest(), backend)
+        return plan_index(i.index, s)
 
     from lifting.sources import REAL3D_SOURCES, open_source
 
@@ -234,6 +198,8 @@ def plan_units(s: opt.Settings) -> Plan:
     if i.sensor_depth:
         src_options["sensor_depth"] = i.sensor_depth
     src = open_source(i.source, annotations=annotations, images=i.images, **src_options)
+    if i.source in INDEXABLE_SOURCES and src.input_bytes() > i.plan_in_memory_mb * 1e6:
+        return plan_index(index_for(s, annotations, src_options), s)
     records, errors = [], []
     for r in src.iter_records():
         if hasattr(r, "objects"):
@@ -254,6 +220,88 @@ def plan_units(s: opt.Settings) -> Plan:
     backend = s.models.depth_model
     if backend == "auto":
         backend = "sensor" if all(r.get("depth_path") for r in records) else _default_depth_model()
+    return Plan(units, errors, h.hexdigest(), backend)
+
+
+#: Native sources that a large input turns into a Parquet index first (see `index_for`).
+INDEXABLE_SOURCES = ("coco", "objects365", "openimages", "omni3d")
+#: Where `index_for` builds the index: OUT/_index (next to repository/ and qa/).
+INDEX_DIR = "_index"
+
+
+def index_for(s: opt.Settings, annotations: str | None, src_options: dict) -> str:
+    """The Parquet index of the run's native input, built once (streaming, flat memory:
+    lifting.sources.index.build_index) into OUT/_index and reused while the input files are
+    unchanged (same `_SUMMARY.json` fingerprint). When OUT is a URL the index is built in a
+    local temporary folder and uploaded. Returns the index folder (path or URL)."""
+    from lifting.sources.index import build_index, read_summary
+
+    i = s.input
+    dest = storage.join(s.output.out, INDEX_DIR)
+    if not storage.is_url(dest):
+        summary = build_index(i.source, annotations=annotations, images=i.images, out_dir=dest, **src_options)
+    else:
+        with tempfile.TemporaryDirectory(prefix="lift3d-index-") as tmp:
+            local = os.path.join(tmp, INDEX_DIR)
+            try:  # reuse: the store's summary is copied next to the build folder first
+                os.makedirs(local)
+                storage.write_bytes(os.path.join(local, "_SUMMARY.json"),
+                                    storage.read_bytes(storage.join(dest, "_SUMMARY.json")))
+            except FileNotFoundError:
+                pass
+            summary = build_index(i.source, annotations=annotations, images=i.images, out_dir=local, **src_options)
+            if not summary.get("reused"):
+                names = sorted(n for n in os.listdir(local) if n.endswith(".parquet")) + ["_SUMMARY.json"]
+                for n in names:  # the summary last: an index without it is incomplete
+                    with open(os.path.join(local, n), "rb") as src, storage.atomic_write(storage.join(dest, n)) as f:
+                        shutil.copyfileobj(src, f, 1 << 20)
+        summary = read_summary(dest)
+    log.info("planning from the Parquet index %s (%d images, %d annotations%s)", dest, summary["images_in"],
+             summary["annotations_in"], ", reused" if summary.get("reused") else "")
+    return dest
+
+
+def plan_index(index: str, s: opt.Settings) -> Plan:
+    """Units of a Parquet index (lifting.sources.index): slices of at most
+    --samples-per-shard images of each partition, read by the workers. The driver reads only
+    the partitions' footers and the index's error table: its memory does not grow with
+    the number of images."""
+    from lifting.sources.index import list_partitions
+    import pyarrow.parquet as pq
+
+    i, o = s.input, s.output
+    units, h, uid = [], hashlib.sha256(), 0
+    remaining = i.limit
+    for part in list_partitions(index):
+        with storage.open(part, "rb") as f:
+            n = pq.ParquetFile(f).metadata.num_rows
+        if remaining is not None:
+            n = min(n, remaining)
+            remaining -= n
+        h.update(f"{storage.basename(part)}:{storage.getsize(part)}:{n}\n".encode())
+        for start in range(0, n, o.samples_per_shard):
+            stop = min(n, start + o.samples_per_shard)
+            units.append(Unit(uid, stop - start, partition=str(part), start=start, stop=stop))
+            uid += 1
+    if not units:
+        raise PlanError(f"no index partitions with images in {index}")
+    errors = []
+    err_path = storage.join(index, "errors.parquet")
+    if storage.isfile(err_path):
+        import json
+
+        with storage.open(err_path, "rb") as f:
+            err_rows = pq.read_table(f).to_pylist()
+        for row in err_rows:
+            errors.append({"source": row["source"], "reason": row["reason"], "level": row["level"],
+                           "image_id": None if row["image_id"] is None else json.loads(row["image_id"]),
+                           "key": row["key"], "detail": row["detail"] or "",
+                           "source_ann_id": None if row["source_ann_id"] is None else json.loads(row["source_ann_id"])})
+        h.update(sinks.sha256_file(err_path).encode())
+    backend = s.models.depth_model
+    if backend == "auto":
+        first = next(units[0].iter_records())
+        backend = "sensor" if first.get("depth_path") else _default_depth_model()
     return Plan(units, errors, h.hexdigest(), backend)
 
 

@@ -46,6 +46,10 @@ class InputSettings:
                                     "sunrgbd depth (default, raw) | depth_bfx (filled); nuscenes lidar")
     index: str | None = _opt(None, "folder of Parquet index partitions (with --source index)")
     limit: int | None = _opt(None, "lift only the first N images in key order (for trials)")
+    plan_in_memory_mb: float = _opt(64.0, "COCO/Objects365/OpenImages/Omni3D annotations larger than this are "
+                                    "first converted, streaming, into a Parquet index in OUT/_index and planned "
+                                    "from it (workers read the records; the driver's memory stays flat); "
+                                    "0 = always")
     max_pixels: int = _opt(12_000_000, "images larger than this are refused as 'image_too_large'")
 
 

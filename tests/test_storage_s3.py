@@ -202,3 +202,21 @@ def test_permission_denied_is_one_clear_line(s3, dataset, capsys):
         s3.set_env(AWS_ACCESS_KEY_ID=s3.KEY, AWS_SECRET_ACCESS_KEY=s3.SECRET)
     assert "permission denied" in line and url + "/" in line
     assert not [k for k in s3.files(url) if k.startswith("repository/shard-")]
+
+
+def test_index_planning_with_the_output_on_s3(s3, dataset, tmp_path):
+    """--plan-in-memory-mb 0 with s3:// input and output: the index is built locally, uploaded
+    to OUT/_index, read back by the workers; the same bytes as the same plan on local files."""
+    from pipelines import cli
+
+    more = ("--plan-in-memory-mb", "0")
+    local = tmp_path / "local"
+    assert cli.main(_run_argv(str(dataset), str(dataset.parent / "images"), str(local), *more)) == 0
+    url = f"s3://{BUCKET}/runs/indexed"
+    assert cli.main(_run_argv(f"s3://{BUCKET}/in/annotations.json", f"s3://{BUCKET}/in/images", url, *more)) == 0
+    remote = s3.files(url)
+    assert "_index/_SUMMARY.json" in remote and any(k.startswith("_index/part-") for k in remote)
+    for part in ("repository", "qa"):
+        mine = _same_part(_local_files(local / part))
+        theirs = _same_part({k[len(part) + 1:]: v for k, v in remote.items() if k.startswith(part + "/")})
+        assert mine and mine == theirs, part

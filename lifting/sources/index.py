@@ -283,10 +283,7 @@ def _schemas():
 
 
 def _fingerprint(source: Source, name: str, options: dict) -> dict:
-    files = []
-    for p in source.input_paths():
-        st = os.stat(p)
-        files.append([os.path.abspath(p), st.st_size, st.st_mtime_ns])
+    files = [storage.signature(p) for p in source.input_paths()]
     opts = {k: v for k, v in sorted(options.items()) if isinstance(v, (str, int, float, bool, type(None)))}
     return {"format": INDEX_FORMAT, "source": name, "inputs": files, "images": source.images, "options": opts}
 
@@ -437,6 +434,26 @@ def read_partition(path, batch_size: int = 500) -> Iterator[ImageRecord | ErrorR
             key=row["key"],
             source_ann_id=None if row["source_ann_id"] is None else json.loads(row["source_ann_id"]),
             detail=row["detail"] or "")
+
+
+def read_partition_slice(path, start: int = 0, stop: int | None = None) -> Iterator[ImageRecord]:
+    """The ImageRecords [start, stop) of one partition file (local or URL), reading only the
+    row groups that hold them (a partition of many units is not read once per unit)."""
+    import pyarrow.parquet as pq
+
+    with storage.open(os.fspath(path), "rb") as f:
+        pf = pq.ParquetFile(f)
+        first = 0
+        for rg in range(pf.num_row_groups):
+            n = pf.metadata.row_group(rg).num_rows
+            if stop is not None and first >= stop:
+                break
+            if first + n > start:
+                texts = pf.read_row_group(rg, columns=["record"]).column(0).to_pylist()
+                lo, hi = max(start - first, 0), n if stop is None else min(n, stop - first)
+                for text in texts[lo:hi]:
+                    yield ImageRecord.from_dict(json.loads(text))
+            first += n
 
 
 def read_summary(index_dir) -> dict:
