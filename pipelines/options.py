@@ -40,11 +40,11 @@ class InputSettings:
                                    "(*class-descriptions*.csv) next to it; kitti: the split folder (label_2/, "
                                    "calib/, velodyne/); sunrgbd: a frame folder of the toolbox layout, a folder of "
                                    "them, or an mmdetection3d info .pkl; nuscenes: an mmdetection3d info .pkl")
-    images: str | None = _opt(None, "folder of the image files (and depth PNGs for omni3d); kitti, sunrgbd, "
+    images: str | None = _opt(None, "folder or URL of the image files (and depth PNGs for omni3d); kitti, sunrgbd, "
                               "nuscenes: defaults to the dataset's own image folder next to --annotations")
     sensor_depth: str | None = _opt(None, "which depth of a real 3D dataset: kitti velodyne (default) | disparity; "
                                     "sunrgbd depth (default, raw) | depth_bfx (filled); nuscenes lidar")
-    index: str | None = _opt(None, "folder of Parquet index partitions (with --source index)")
+    index: str | None = _opt(None, "folder or URL of Parquet index partitions (with --source index)")
     limit: int | None = _opt(None, "lift only the first N images in key order (for trials)")
     plan_in_memory_mb: float = _opt(64.0, "COCO/Objects365/OpenImages/Omni3D annotations larger than this are "
                                     "first converted, streaming, into a Parquet index in OUT/_index and planned "
@@ -81,7 +81,8 @@ class ModelSettings:
 class OutputSettings:
     """Where and how shards are written."""
 
-    out: str | None = _opt(None, "output folder (the repository goes to OUT/repository, QA to OUT/qa)")
+    out: str | None = _opt(None, "output folder or URL (s3://, gs://, az://, hdfs://; lift3d[cloud]): the "
+                           "repository goes to OUT/repository, QA to OUT/qa")
     samples_per_shard: int = _opt(1000, "images per unit of work = per shard (also the resume granularity)")
     shard_target_mb: float | None = _opt(None, "also cut a shard when its images reach this many MB "
                                          "(estimated from the input files)")

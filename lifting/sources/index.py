@@ -283,7 +283,10 @@ def _schemas():
 
 
 def _fingerprint(source: Source, name: str, options: dict) -> dict:
-    files = [storage.signature(p) for p in source.input_paths()]
+    for p in source.input_paths():
+        if p and not storage.exists(p):
+            raise SourceConfigError(f"{source.name}: input file not found: {p}")
+    files = [storage.signature(p) for p in source.input_paths() if p]
     opts = {k: v for k, v in sorted(options.items()) if isinstance(v, (str, int, float, bool, type(None)))}
     return {"format": INDEX_FORMAT, "source": name, "inputs": files, "images": source.images, "options": opts}
 
@@ -341,8 +344,7 @@ def build_index(source_name: str, annotations=None, images=None, out_dir=None, *
         raise SourceConfigError("build_index needs out_dir")
     out_dir = os.fspath(out_dir)
     source = open_source(source_name, annotations=annotations, images=images, **opts)
-    source.ensure_prepared()
-    fp = _fingerprint(source, source_name, opts)
+    fp = _fingerprint(source, source_name, opts)  # before prepare(): reuse never reads the input
     summary_path = os.path.join(out_dir, "_SUMMARY.json")
     if not overwrite and os.path.exists(summary_path):
         with open(summary_path, encoding="utf-8") as f:
@@ -350,6 +352,7 @@ def build_index(source_name: str, annotations=None, images=None, out_dir=None, *
         if old.get("fingerprint") == fp:
             old["reused"] = True
             return old
+    source.ensure_prepared()
     os.makedirs(out_dir, exist_ok=True)
     for name in os.listdir(out_dir):
         if name.startswith("part-") or name in ("errors.parquet", "_SUMMARY.json"):
