@@ -127,11 +127,6 @@ def _translated(path: str):
         raise err from e
 
 
-def _full(fs, p: str, like: str) -> str:
-    """A path `p` returned by `fs` (no protocol) as a URL with the protocol of `like`."""
-    return fs.unstrip_protocol(p) if is_url(like) else p
-
-
 def join(base, *names: str) -> str:
     """`base` joined with `names` ('/' for URLs, os.path for local paths)."""
     base = os.fspath(base)
@@ -242,8 +237,10 @@ def walk_files(path) -> Iterator[str]:
     fs.invalidate_cache(p)
     with _translated(path):
         found = sorted(fs.find(p))
-    for f in found:
-        yield _full(fs, f, path)
+    base, stripped = path.rstrip("/"), p.rstrip("/")
+    for f in found:  # the URL as given, whatever form the store's own listing uses
+        if f.startswith(stripped + "/"):
+            yield base + f[len(stripped):]
 
 
 #: Protocols of object stores: no folders (a key prefix exists once a key has it), no rename.
