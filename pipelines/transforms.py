@@ -25,7 +25,6 @@ import functools
 import io
 import json
 import logging
-from pathlib import Path
 
 import apache_beam as beam
 import numpy as np
