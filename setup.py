@@ -29,6 +29,9 @@ INSTALL_REQUIRES = [
     "ijson>=3.2",  # streaming JSON: multi-GB annotation files are never loaded whole
     "fastjsonschema>=2.19",  # record validation at the writer (15x faster than jsonschema)
     "matplotlib>=3.8",
+    # one file-system layer for every input and output (lifting/storage.py): local paths,
+    # and s3:// gs:// az:// hdfs:// through the protocol's package (extra [cloud])
+    "fsspec>=2023.1",
 ]
 
 EXTRAS = {
@@ -41,7 +44,14 @@ EXTRAS = {
     # trainers' own loaders, used by the export tests (Hugging Face datasets, wids streaming)
     # and orjson, which `lift3d export` uses when present (its JSON decoding is ~4x json's)
     "trainers": ["datasets>=3", "wids>=0.1", "orjson>=3.9"],
+    # object stores for --images/--annotations/--index/--out URLs (fsspec implementations)
+    "cloud": ["s3fs>=2023.1", "gcsfs>=2023.1", "adlfs>=2023.1"],
+    # `--runner dask`: Beam's DaskRunner on a dask.distributed cluster
+    "dask": ["dask[distributed]>=2023.1"],
+    # the tests run S3 against moto's stand-alone server on 127.0.0.1, the whole pipeline on a
+    # local dask.distributed cluster, and the export through the trainers' loaders
     "dev": ["pytest>=8", "hypothesis>=6.100", "pytest-benchmark>=4", "openai>=1.40", "aiohttp>=3.9",
+            "s3fs>=2023.1", "moto[s3,server]>=5", "dask[distributed]>=2023.1",
             "datasets>=3", "wids>=0.1", "orjson>=3.9"],
 }
 

@@ -33,6 +33,7 @@ SUITE: dict[str, tuple[list[str], int]] = {
     "bench_qa": (["--images", "500"], 90),
     "bench_pipeline": (["--images", "96", "--unique", "8", "--per-shard", "24"], 240),
     "bench_index": (["--annotations", "100000", "--images", "15000"], 150),
+    "bench_scale": (["--annotations", "200000", "--images", "30000", "--finalize-images", "30000"], 180),
     "bench_eval_viz": (["--images", "400"], 120),
     "bench_eval_baseline": (["--scenes", "12"], 150),
     "bench_real": (["--scenes", "6"], 420),

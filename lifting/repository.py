@@ -12,10 +12,13 @@ from __future__ import annotations
 
 import json
 import logging
+import os
 import re
 import tarfile
 from collections.abc import Iterator
 from pathlib import Path, PurePosixPath
+
+from lifting import storage
 
 log = logging.getLogger(__name__)
 
@@ -31,22 +34,24 @@ class RepositoryError(ValueError):
         self.detail = detail
 
 
-def list_shards(repo_dir: str | Path) -> list[Path]:
-    """The shard files `shard-NNNNNN.tar` directly under `repo_dir`, sorted by name.
+def list_shards(repo_dir: str | Path) -> list[str]:
+    """The shard files `shard-NNNNNN.tar` directly under `repo_dir` (a local folder or a
+    URL, see lifting.storage), as paths sorted by name.
 
     Temporary files of an unfinished write (`*.tar.tmp*`) never match.
     Raises RepositoryError('repository_missing') when `repo_dir` is not a folder.
     """
-    repo = Path(repo_dir)
-    if not repo.is_dir():
-        raise RepositoryError("repository_missing", str(repo))
-    return sorted(p for p in repo.iterdir() if p.is_file() and SHARD_RE.match(p.name))
+    repo = os.fspath(repo_dir)
+    if not storage.isdir(repo):
+        raise RepositoryError("repository_missing", repo)
+    return [p for p in storage.glob(storage.join(repo, "shard-*.tar"))
+            if SHARD_RE.match(storage.basename(p)) and storage.isfile(p)]
 
 
-def _check_member(name: str, shard: Path) -> None:
+def _check_member(name: str, shard: str) -> None:
     p = PurePosixPath(name)
     if name.startswith("/") or p.is_absolute() or ".." in p.parts or "\\" in name:
-        raise RepositoryError("unsafe_member_path", f"{shard.name}: {name!r}")
+        raise RepositoryError("unsafe_member_path", f"{storage.basename(shard)}: {name!r}")
 
 
 def iter_shard_samples(shard_path: str | Path) -> Iterator[dict[str, bytes | str]]:
@@ -57,15 +62,16 @@ def iter_shard_samples(shard_path: str | Path) -> Iterator[dict[str, bytes | str
     RepositoryError('unsafe_member_type') for links or devices, before yielding anything
     from that shard.
     """
-    shard = Path(shard_path)
+    shard = os.fspath(shard_path)
+    name = storage.basename(shard)
     samples: dict[str, dict] = {}
     try:
-        with tarfile.open(shard, mode="r:") as tar:
+        with storage.open(shard, "rb") as f, tarfile.open(fileobj=f, mode="r:") as tar:
             members = tar.getmembers()
             for m in members:
                 _check_member(m.name, shard)
                 if not m.isfile():
-                    raise RepositoryError("unsafe_member_type", f"{shard.name}: {m.name!r}")
+                    raise RepositoryError("unsafe_member_type", f"{name}: {m.name!r}")
             for m in members:
                 base = PurePosixPath(m.name).name
                 if "." not in base:
@@ -75,7 +81,7 @@ def iter_shard_samples(shard_path: str | Path) -> Iterator[dict[str, bytes | str
                 f = tar.extractfile(m)
                 samples.setdefault(key, {"__key__": key})[ext] = f.read() if f is not None else b""
     except tarfile.TarError as e:
-        raise RepositoryError("shard_unreadable", f"{shard.name}: {e}") from e
+        raise RepositoryError("shard_unreadable", f"{name}: {e}") from e
     for key in sorted(samples):
         yield samples[key]
 
@@ -90,7 +96,7 @@ def iter_repository(repo_dir: str | Path) -> Iterator[tuple[dict, bytes]]:
     for shard in list_shards(repo_dir):
         for sample in iter_shard_samples(shard):
             if "json" not in sample:
-                log.warning("%s: sample %s has no json member; skipped", shard.name, sample["__key__"])
+                log.warning("%s: sample %s has no json member; skipped", storage.basename(shard), sample["__key__"])
                 continue
             yield json.loads(sample["json"]), bytes(sample.get("jpg", b""))
 

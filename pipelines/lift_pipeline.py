@@ -15,8 +15,9 @@ Only records (light dicts) cross the Reshuffle: images and depth maps are made a
 inside one fused stage and never pickled between stages.
 
 The same code runs on the local runner (multi-process by default, see
-pipelines.options.pipeline_options) and unchanged on Dataflow, Flink or Spark: the
-output folder only has to be reachable by the workers (a shared or mounted file system).
+pipelines.options.pipeline_options), on a Dask cluster (`--runner dask [--dask-address
+tcp://...]`) and unchanged on Dataflow, Flink or Spark: inputs and output are local paths
+or object-store URLs (s3://, gs://, ... through lifting.storage) that every worker reaches.
 `run(argv, test_pipeline=None)` follows the Beam examples so tests inject a TestPipeline.
 """
 from __future__ import annotations
@@ -26,11 +27,13 @@ import hashlib
 import logging
 import os
 import shutil
+import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
 import apache_beam as beam
 
+from lifting import storage
 from pipelines import options as opt
 from pipelines import sinks
 from pipelines.transforms import (
@@ -77,13 +80,10 @@ class Unit:
         if self.partition is None:
             yield from self.records
             return
-        from lifting.sources.index import read_partition
+        from lifting.sources.index import read_partition_slice
 
-        for i, rec in enumerate(read_partition(self.partition)):
-            if not hasattr(rec, "objects") or (self.stop is not None and i >= self.stop):
-                break  # a partition lists its records first, then its errors (read by the planner)
-            if i >= self.start:
-                yield record_dict(rec)
+        for rec in read_partition_slice(self.partition, self.start, self.stop):
+            yield record_dict(rec)
 
 
 @dataclass
@@ -149,7 +149,7 @@ def _chunks(records: list[dict], per_shard: int, target_bytes: float | None):
         b = 0
         if target_bytes:
             try:
-                b = os.path.getsize(r["image_path"])
+                b = storage.getsize(r["image_path"])
             except OSError:
                 b = 0
         if chunk and (len(chunk) >= per_shard or (target_bytes and size + b > target_bytes)):
@@ -164,10 +164,13 @@ def _chunks(records: list[dict], per_shard: int, target_bytes: float | None):
 def plan_units(s: opt.Settings) -> Plan:
     """Read the input description and cut it into units (deterministic for the same input).
 
-    Native sources are read on the driver (`lifting.sources.open_source`): suited to files
-    that fit in memory; for large datasets build a Parquet index once and use
-    `--source index --index DIR` (each partition slice is read by a worker).
-    Raises PlanError for unusable paths or an empty input.
+    Small native inputs are read on the driver (`lifting.sources.open_source`) and their
+    records travel inside the units. A COCO/Objects365/OpenImages/Omni3D input larger than
+    --plan-in-memory-mb is first converted, streaming, into a Parquet index in OUT/_index
+    (`index_for`) and planned from it like `--source index --index DIR` (`plan_index`):
+    units are then partition slices that the workers read, so neither the driver nor the
+    pipeline graph ever holds every record. Raises PlanError for unusable paths or an
+    empty input.
     """
     i, o = s.input, s.output
     if o.samples_per_shard < 1:
@@ -176,47 +179,14 @@ def plan_units(s: opt.Settings) -> Plan:
     if i.source is None:
         raise PlanError("--source is required (one of: " + ", ".join(opt.SOURCES) + ")")
     if i.source == "index":
-        from lifting.sources.index import list_partitions
-
-        if not i.index or not Path(i.index).is_dir():
+        if not i.index or not storage.isdir(i.index):
             raise PlanError(f"index folder not found: {i.index}")
-        import pyarrow.parquet as pq
-
-        units, h, uid = [], hashlib.sha256(), 0
-        remaining = i.limit
-        for part in list_partitions(i.index):
-            n = pq.ParquetFile(part).metadata.num_rows
-            if remaining is not None:
-                n = min(n, remaining)
-                remaining -= n
-            h.update(f"{Path(part).name}:{Path(part).stat().st_size}:{n}\n".encode())
-            for start in range(0, n, o.samples_per_shard):
-                stop = min(n, start + o.samples_per_shard)
-                units.append(Unit(uid, stop - start, partition=str(part), start=start, stop=stop))
-                uid += 1
-        if not units:
-            raise PlanError(f"no index partitions with images in {i.index}")
-        errors = []
-        err_path = Path(i.index) / "errors.parquet"
-        if err_path.is_file():
-            import json
-
-            for row in pq.read_table(err_path).to_pylist():
-                errors.append({"source": row["source"], "reason": row["reason"], "level": row["level"],
-                               "image_id": None if row["image_id"] is None else json.loads(row["image_id"]),
-                               "key": row["key"], "detail": row["detail"] or "",
-                               "source_ann_id": None if row["source_ann_id"] is None else json.loads(row["source_ann_id"])})
-            h.update(sinks.sha256_file(err_path).encode())
-        backend = s.models.depth_model
-        if backend == "auto":
-            first = next(units[0].iter_records())
-            backend = "sensor" if first.get("depth_path") else _default_depth_model()
-        return Plan(units, errors, h.hexdigest(), backend)
+        return plan_index(i.index, s)
 
     from lifting.sources import REAL3D_SOURCES, open_source
 
     for name, path in (("--annotations", i.annotations), ("--images", i.images)):
-        if path is not None and not Path(path).exists():
+        if path is not None and not storage.exists(path):
             raise PlanError(f"{name} path not found: {path}")
     if i.source != "images" and not i.annotations:
         raise PlanError(f"--annotations is required for --source {i.source}")
@@ -228,6 +198,8 @@ def plan_units(s: opt.Settings) -> Plan:
     if i.sensor_depth:
         src_options["sensor_depth"] = i.sensor_depth
     src = open_source(i.source, annotations=annotations, images=i.images, **src_options)
+    if i.source in INDEXABLE_SOURCES and src.input_bytes() > i.plan_in_memory_mb * 1e6:
+        return plan_index(index_for(s, annotations, src_options), s)
     records, errors = [], []
     for r in src.iter_records():
         if hasattr(r, "objects"):
@@ -251,16 +223,100 @@ def plan_units(s: opt.Settings) -> Plan:
     return Plan(units, errors, h.hexdigest(), backend)
 
 
-def _one_csv(folder: Path, pattern: str, what: str, prefer: str | None = None) -> Path | None:
-    """The single CSV of `folder` matching glob `pattern` (among several, the only one whose
-    name contains `prefer`); None when there is none; SourceConfigError when ambiguous."""
+#: Native sources that a large input turns into a Parquet index first (see `index_for`).
+INDEXABLE_SOURCES = ("coco", "objects365", "openimages", "omni3d")
+#: Where `index_for` builds the index: OUT/_index (next to repository/ and qa/).
+INDEX_DIR = "_index"
+
+
+def index_for(s: opt.Settings, annotations: str | None, src_options: dict) -> str:
+    """The Parquet index of the run's native input, built once (streaming, flat memory:
+    lifting.sources.index.build_index) into OUT/_index and reused while the input files are
+    unchanged (same `_SUMMARY.json` fingerprint). When OUT is a URL the index is built in a
+    local temporary folder and uploaded. Returns the index folder (path or URL)."""
+    from lifting.sources.index import build_index, read_summary
+
+    i = s.input
+    dest = storage.join(s.output.out, INDEX_DIR)
+    if not storage.is_url(dest):
+        summary = build_index(i.source, annotations=annotations, images=i.images, out_dir=dest, **src_options)
+    else:
+        with tempfile.TemporaryDirectory(prefix="lift3d-index-") as tmp:
+            local = os.path.join(tmp, INDEX_DIR)
+            try:  # reuse: the store's summary is copied next to the build folder first
+                os.makedirs(local)
+                storage.write_bytes(os.path.join(local, "_SUMMARY.json"),
+                                    storage.read_bytes(storage.join(dest, "_SUMMARY.json")))
+            except FileNotFoundError:
+                pass
+            summary = build_index(i.source, annotations=annotations, images=i.images, out_dir=local, **src_options)
+            if not summary.get("reused"):
+                names = sorted(n for n in os.listdir(local) if n.endswith(".parquet")) + ["_SUMMARY.json"]
+                for n in names:  # the summary last: an index without it is incomplete
+                    with open(os.path.join(local, n), "rb") as src, storage.atomic_write(storage.join(dest, n)) as f:
+                        shutil.copyfileobj(src, f, 1 << 20)
+        summary = read_summary(dest)
+    log.info("planning from the Parquet index %s (%d images, %d annotations%s)", dest, summary["images_in"],
+             summary["annotations_in"], ", reused" if summary.get("reused") else "")
+    return dest
+
+
+def plan_index(index: str, s: opt.Settings) -> Plan:
+    """Units of a Parquet index (lifting.sources.index): slices of at most
+    --samples-per-shard images of each partition, read by the workers. The driver reads only
+    the partitions' footers and the index's error table: its memory does not grow with
+    the number of images."""
+    from lifting.sources.index import list_partitions
+    import pyarrow.parquet as pq
+
+    i, o = s.input, s.output
+    units, h, uid = [], hashlib.sha256(), 0
+    remaining = i.limit
+    for part in list_partitions(index):
+        with storage.open(part, "rb") as f:
+            n = pq.ParquetFile(f).metadata.num_rows
+        if remaining is not None:
+            n = min(n, remaining)
+            remaining -= n
+        h.update(f"{storage.basename(part)}:{storage.getsize(part)}:{n}\n".encode())
+        for start in range(0, n, o.samples_per_shard):
+            stop = min(n, start + o.samples_per_shard)
+            units.append(Unit(uid, stop - start, partition=str(part), start=start, stop=stop))
+            uid += 1
+    if not units:
+        raise PlanError(f"no index partitions with images in {index}")
+    errors = []
+    err_path = storage.join(index, "errors.parquet")
+    if storage.isfile(err_path):
+        import json
+
+        with storage.open(err_path, "rb") as f:
+            err_rows = pq.read_table(f).to_pylist()
+        for row in err_rows:
+            errors.append({"source": row["source"], "reason": row["reason"], "level": row["level"],
+                           "image_id": None if row["image_id"] is None else json.loads(row["image_id"]),
+                           "key": row["key"], "detail": row["detail"] or "",
+                           "source_ann_id": None if row["source_ann_id"] is None else json.loads(row["source_ann_id"])})
+        h.update(sinks.sha256_file(err_path).encode())
+    backend = s.models.depth_model
+    if backend == "auto":
+        first = next(units[0].iter_records())
+        backend = "sensor" if first.get("depth_path") else _default_depth_model()
+    return Plan(units, errors, h.hexdigest(), backend)
+
+
+def _one_csv(folder: str, pattern: str, what: str, prefer: str | None = None) -> str | None:
+    """The single CSV of `folder` (local or URL) matching glob `pattern` (among several, the
+    only one whose name contains `prefer`); None when there is none; SourceConfigError when
+    ambiguous."""
     from lifting.sources import SourceConfigError
 
-    found = sorted(p for p in folder.glob(pattern) if p.is_file())
+    found = [p for p in storage.glob(storage.join(folder, pattern)) if storage.isfile(p)]
     if len(found) > 1 and prefer:
-        found = [p for p in found if prefer in p.name] or found
+        found = [p for p in found if prefer in storage.basename(p)] or found
     if len(found) > 1:
-        raise SourceConfigError(f"openimages: several {what} CSVs in {folder} ({', '.join(p.name for p in found)}); "
+        names = ", ".join(storage.basename(p) for p in found)
+        raise SourceConfigError(f"openimages: several {what} CSVs in {folder} ({names}); "
                                 "pass the box CSV itself as --annotations")
     return found[0] if found else None
 
@@ -279,9 +335,9 @@ def source_options(source: str, annotations: str | None) -> tuple[str | None, di
         return annotations, {}
     from lifting.sources import SourceConfigError
 
-    path = Path(annotations)
-    folder = path if path.is_dir() else path.parent
-    boxes = _one_csv(folder, "*bbox*.csv", "box") if path.is_dir() else path
+    is_dir = storage.isdir(annotations)
+    folder = annotations if is_dir else storage.dirname(annotations)
+    boxes = _one_csv(folder, "*bbox*.csv", "box") if is_dir else annotations
     if boxes is None:
         raise SourceConfigError(f"openimages: no box CSV (*bbox*.csv) in {folder}")
     classes = _one_csv(folder, "*class-descriptions*.csv", "class descriptions", prefer="boxable")
@@ -500,7 +556,7 @@ def _prepared_items(p_units, models: Models, s: opt.Settings):
     return (segmented, prompts[DecodeBatchFn.FAILED], rest) | "MergeMasks" >> beam.Flatten()
 
 
-def build(p: beam.Pipeline, plan: Plan, todo: list[Unit], s: opt.Settings, root: Path, *,
+def build(p: beam.Pipeline, plan: Plan, todo: list[Unit], s: opt.Settings, root: str, *,
           lift_fn=None, progress_dir: str | None = None, models: Models | None = None):
     """Add the lift transforms for units `todo` to pipeline `p`; returns the per-unit stats PCollection."""
     models = models or Models("sensor", {})
@@ -526,7 +582,7 @@ def run_lift(s: opt.Settings, test_pipeline=None, lift_fn=None, stream=None) -> 
     LiftConfig.from_dict(s.lift)  # unknown lifting options fail here, not on a worker
     plan = plan_units(s)
     models = resolve_models(s, plan.depth_backend)
-    root = Path(s.output.out) / "repository"
+    root = storage.join(s.output.out, "repository")
     config = {**opt.identity_dict(s, ["input", "models", "output"]), "lift": LiftConfig.from_dict(s.lift).to_dict()}
     config["models"].update(depth_model=models.depth, depth_weights=models.depth_options.get("weights"),
                             segmenter_used=models.segmenter_used, segmenter_fallback=models.segmenter_fallback)
@@ -545,8 +601,9 @@ def run_lift(s: opt.Settings, test_pipeline=None, lift_fn=None, stream=None) -> 
                                      source_errors=plan.source_errors, extra={"models": models.describe()})
 
 
-def _execute(build_fn, s: opt.Settings, test_pipeline, root: Path, total: int, label: str, stream) -> None:
-    """Run a pipeline built by build_fn(p, progress_dir), with the progress display when local."""
+def _execute(build_fn, s: opt.Settings, test_pipeline, root: str, total: int, label: str, stream) -> None:
+    """Run a pipeline built by build_fn(p, progress_dir), with the progress display when local
+    (its tick files live in ROOT/_progress, or in a local temporary folder when ROOT is a URL)."""
     from pipelines.progress import ProgressDisplay
 
     if test_pipeline is not None:
@@ -555,18 +612,32 @@ def _execute(build_fn, s: opt.Settings, test_pipeline, root: Path, total: int, l
         return
     options = opt.pipeline_options(s, total)
     show = s.runner.progress and opt.is_local(options)
-    pdir = root / "_progress" if show else None
+    pdir = None
+    if show:
+        pdir = Path(tempfile.mkdtemp(prefix="lift3d-progress-")) if storage.is_url(root) else Path(root) / "_progress"
     p = beam.Pipeline(options=options)
     build_fn(p, str(pdir) if pdir else None)
     try:
         if show:
             with ProgressDisplay(pdir, total, label, stream=stream):
-                p.run().wait_until_finish()
+                _run_to_end(p)
         else:
-            p.run().wait_until_finish()
+            _run_to_end(p)
     finally:
         if pdir is not None:
             shutil.rmtree(pdir, ignore_errors=True)
+
+
+def _run_to_end(p: beam.Pipeline) -> None:
+    """Run `p` and wait for it; a Dask runner's client is closed afterwards (else it keeps
+    reconnecting to a cluster that may already be gone)."""
+    result = p.run()
+    try:
+        result.wait_until_finish()
+    finally:
+        client = getattr(result, "client", None)
+        if client is not None and hasattr(client, "close"):
+            client.close()
 
 
 GROUPS = opt.LIFT_GROUPS

@@ -40,12 +40,16 @@ class InputSettings:
                                    "(*class-descriptions*.csv) next to it; kitti: the split folder (label_2/, "
                                    "calib/, velodyne/); sunrgbd: a frame folder of the toolbox layout, a folder of "
                                    "them, or an mmdetection3d info .pkl; nuscenes: an mmdetection3d info .pkl")
-    images: str | None = _opt(None, "folder of the image files (and depth PNGs for omni3d); kitti, sunrgbd, "
+    images: str | None = _opt(None, "folder or URL of the image files (and depth PNGs for omni3d); kitti, sunrgbd, "
                               "nuscenes: defaults to the dataset's own image folder next to --annotations")
     sensor_depth: str | None = _opt(None, "which depth of a real 3D dataset: kitti velodyne (default) | disparity; "
                                     "sunrgbd depth (default, raw) | depth_bfx (filled); nuscenes lidar")
-    index: str | None = _opt(None, "folder of Parquet index partitions (with --source index)")
+    index: str | None = _opt(None, "folder or URL of Parquet index partitions (with --source index)")
     limit: int | None = _opt(None, "lift only the first N images in key order (for trials)")
+    plan_in_memory_mb: float = _opt(64.0, "COCO/Objects365/OpenImages/Omni3D annotations larger than this are "
+                                    "first converted, streaming, into a Parquet index in OUT/_index and planned "
+                                    "from it (workers read the records; the driver's memory stays flat); "
+                                    "0 = always")
     max_pixels: int = _opt(12_000_000, "images larger than this are refused as 'image_too_large'")
 
 
@@ -77,7 +81,8 @@ class ModelSettings:
 class OutputSettings:
     """Where and how shards are written."""
 
-    out: str | None = _opt(None, "output folder (the repository goes to OUT/repository, QA to OUT/qa)")
+    out: str | None = _opt(None, "output folder or URL (s3://, gs://, az://, hdfs://; lift3d[cloud]): the "
+                           "repository goes to OUT/repository, QA to OUT/qa")
     samples_per_shard: int = _opt(1000, "images per unit of work = per shard (also the resume granularity)")
     shard_target_mb: float | None = _opt(None, "also cut a shard when its images reach this many MB "
                                          "(estimated from the input files)")
@@ -87,10 +92,13 @@ class OutputSettings:
 
 @dataclass
 class RunnerSettings:
-    """Execution on the local runner (other runners take Beam's own options)."""
+    """Execution: the local runner by default; `--runner dask` for a Dask cluster; other
+    runners (DataflowRunner, FlinkRunner, SparkRunner, PortableRunner) take Beam's own options."""
 
     workers: int | None = _opt(None, "worker processes of the local runner (default: all cores); "
                                "same as --direct_num_workers")
+    dask_address: str | None = _opt(None, "with --runner dask: address of the dask.distributed scheduler "
+                                    "(tcp://HOST:8786); default: a new local cluster on this machine")
     progress: bool = _opt(True, "show images done/total, images/s and ETA on stderr (local runner only)")
 
 
@@ -251,6 +259,7 @@ def resolve(args: argparse.Namespace, extra: list[str]) -> Settings:
     check_beam_args(s.beam_args)
     if s.qa.style:  # the flag is the qa_config section's `style`, so it enters the run identity
         s.qa_config = {**s.qa_config, "style": s.qa.style}
+    runner_args(s)  # --runner dask / --dask-address mistakes fail here, before any work
     return s
 
 
@@ -303,7 +312,7 @@ def pipeline_options(s: Settings, n_items: int | None = None):
     """
     from apache_beam.options.pipeline_options import PipelineOptions, StandardOptions
 
-    args = list(s.beam_args)
+    args = runner_args(s)
     opts = PipelineOptions(args)
     if is_local(opts):
         names = {a.split("=")[0] for a in args}
@@ -318,6 +327,40 @@ def pipeline_options(s: Settings, n_items: int | None = None):
     return opts
 
 
+#: Short names of runners Beam does not know by a short name (`--runner dask`).
+RUNNER_ALIASES = {"dask": "apache_beam.runners.dask.dask_runner.DaskRunner",
+                  "daskrunner": "apache_beam.runners.dask.dask_runner.DaskRunner"}
+
+
+def runner_args(s: Settings) -> list[str]:
+    """The Beam flags with `--runner dask` (any case, or DaskRunner) replaced by the Dask
+    runner's module path and `--dask-address` given as Beam's `--dask_client_address`.
+    ValueError (one line) when the Dask runner is asked for and dask.distributed is missing,
+    or --dask-address is given without it."""
+    args, dask = [], False
+    it = iter(s.beam_args)
+    for a in it:
+        name, eq, value = a.partition("=")
+        if name == "--runner":
+            if not eq:
+                value = next(it, "")
+            target = RUNNER_ALIASES.get(value.lower())
+            dask = dask or target is not None or value.endswith(".DaskRunner")
+            args.append(f"--runner={target or value}")
+        else:
+            args.append(a)
+    if s.runner.dask_address and not dask:
+        raise ValueError("--dask-address needs --runner dask")
+    if dask:
+        try:
+            import dask.distributed  # noqa: F401
+        except ImportError as e:
+            raise ValueError("--runner dask needs dask.distributed: pip install 'lift3d[dask]'") from e
+        if s.runner.dask_address:
+            args.append(f"--dask_client_address={s.runner.dask_address}")
+    return args
+
+
 def is_local(opts) -> bool:
     """True when the options select the local (direct) runner."""
     from apache_beam.options.pipeline_options import StandardOptions
@@ -330,7 +373,7 @@ def identity_dict(s: Settings, groups: list[str]) -> dict:
     """The settings that change the output (for the run identity and the manifest config)."""
     d = {g: dataclasses.asdict(getattr(s, g)) for g in groups}
     for g in d.values():
-        for k in ("out", "overwrite", "workers", "progress", "qa_out", "repository"):
+        for k in ("out", "overwrite", "workers", "progress", "qa_out", "repository", "dask_address"):
             g.pop(k, None)
     return d
 
@@ -346,6 +389,10 @@ USER_ERRNOS = frozenset(getattr(errno, n) for n in (
 _WRAPPED_OSERROR = re.compile(r"\b(?:OSError|IOError|[A-Za-z]*Error): \[Errno (\d+)\] ([^\n\[]*)")
 
 
+#: lifting.storage.StoreError as a worker's traceback text.
+_WRAPPED_STORE_ERROR = re.compile(r"\bStoreError: ([^\n]*)")
+
+
 def os_error_line(exc: BaseException) -> str | None:
     """One line for an environment OSError (disk full, permission denied, read-only file
     system, ...) raised here or on a Beam worker, or None when `exc` is not one.
@@ -357,10 +404,15 @@ def os_error_line(exc: BaseException) -> str | None:
     seen, e = set(), exc
     while e is not None and id(e) not in seen:
         seen.add(id(e))
+        if type(e).__name__ == "StoreError":  # lifting.storage: already one line saying what to fix
+            return str(e)
         if isinstance(e, OSError) and e.errno in USER_ERRNOS:
             return _os_error_text(e.errno, e.strerror or os.strerror(e.errno), e.filename)
         e = e.__cause__ or e.__context__
     if isinstance(exc, RuntimeError):
+        m = _WRAPPED_STORE_ERROR.search(str(exc))
+        if m:
+            return m.group(1).strip()
         m = _WRAPPED_OSERROR.search(str(exc))
         if m and int(m.group(1)) in USER_ERRNOS:
             return _os_error_text(int(m.group(1)), m.group(2).strip(), None)
@@ -397,9 +449,27 @@ def repository_errors():
     return _cm()
 
 
+def mirrored(path: str | None) -> str | None:
+    """`path` itself, or for a URL (s3://, gs://, ...) its local mirror (lifting.storage.mirror:
+    fetched once into the cache folder, refreshed when a file's size changed); a missing
+    folder is left to the caller's own message, a store failure is one UserError line."""
+    from lifting import storage
+    from pipelines.cli import UserError
+
+    if path is None or not storage.is_url(path):
+        return path
+    try:
+        return storage.mirror(path)
+    except FileNotFoundError:
+        return path
+    except storage.StoreError as e:
+        raise UserError(str(e)) from e
+
+
 def repository_paths(repository: str, qa: str | None = None):
     """The repository's (and QA shards') paths for `eval`, `viz` and `stats`, with logging to
-    stderr set up; one-line UserError when no shard is found or the QA folder is missing."""
+    stderr set up; one-line UserError when no shard is found or the QA folder is missing.
+    A repository or QA folder given as a URL is read from its local mirror (`mirrored`)."""
     import logging
     import sys
 
@@ -407,6 +477,7 @@ def repository_paths(repository: str, qa: str | None = None):
     from pipelines.cli import UserError
 
     logging.basicConfig(level=logging.INFO, stream=sys.stderr, format="%(levelname)s %(name)s: %(message)s")
+    repository, qa = mirrored(repository), mirrored(qa)
     paths = resolve(repository, qa)
     if paths is None:
         raise UserError(f"no repository shards (shard-*.tar) found in {repository} or {repository}/repository")

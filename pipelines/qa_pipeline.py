@@ -16,10 +16,11 @@ from __future__ import annotations
 import argparse
 import hashlib
 import logging
-from pathlib import Path
+import os
 
 import apache_beam as beam
 
+from lifting import storage
 from pipelines import options as opt
 from pipelines import sinks
 from pipelines.lift_pipeline import PlanError, _execute, versions
@@ -29,8 +30,8 @@ GROUPS = opt.QA_GROUPS
 log = logging.getLogger(__name__)
 
 
-def qa_units(repo: Path) -> list[tuple[int, str]]:
-    """(unit id, shard path) for every finished shard of the repository, by name."""
+def qa_units(repo: str) -> list[tuple[int, str]]:
+    """(unit id, shard path) for every finished shard of the repository (local or URL), by name."""
     from lifting.repository import RepositoryError, list_shards
 
     try:
@@ -39,16 +40,16 @@ def qa_units(repo: Path) -> list[tuple[int, str]]:
         raise PlanError(f"repository folder not found: {repo}") from e
     if not shards:
         raise PlanError(f"no shard-NNNNNN.tar in {repo}")
-    return [(int(p.name[6:12]), str(p)) for p in shards]
+    return [(int(storage.basename(p)[6:12]), p) for p in shards]
 
 
-def _fingerprint(repo: Path, units: list[tuple[int, str]]) -> str:
-    man = repo / "manifest.json"
-    if man.is_file():
-        return hashlib.sha256(man.read_bytes()).hexdigest()
+def _fingerprint(repo: str, units: list[tuple[int, str]]) -> str:
+    man = storage.join(repo, "manifest.json")
+    if storage.isfile(man):
+        return hashlib.sha256(storage.read_bytes(man)).hexdigest()
     h = hashlib.sha256()
     for _, p in units:
-        h.update(f"{Path(p).name}:{sinks.sha256_file(Path(p))}\n".encode())
+        h.update(f"{storage.basename(p)}:{sinks.sha256_file(p)}\n".encode())
     return h.hexdigest()
 
 
@@ -65,23 +66,37 @@ def rephrase_config(s: opt.Settings) -> dict | None:
 LLM_CACHE = "llm_cache.sqlite"
 
 
-def worker_rephrase_config(rcfg: dict | None, qa_out: Path) -> dict | None:
+def worker_rephrase_config(rcfg: dict | None, qa_out) -> dict | None:
     """The Rephraser settings the workers get: `rcfg` with `cache_path` defaulting to
     QA_OUT/llm_cache.sqlite (absolute), so that a re-run (after --overwrite, a crash or a
     change of the fidelity rules) re-uses every answer already paid for. A `cache_path` set
     in the config's `rephrase_config` section wins. Not part of the run identity: moving
-    the cache does not change the output."""
+    the cache does not change the output.
+
+    SQLite needs a local file with working locks, which an object store cannot give: when
+    QA_OUT is a URL the default is `llm_cache_dir(QA_OUT)/llm_cache.sqlite` on each
+    machine instead (set `rephrase_config.cache_path` to a shared file system path to share
+    it between machines)."""
     if rcfg is None:
         return None
-    return {"cache_path": str(Path(qa_out).absolute() / LLM_CACHE), **rcfg}
+    qa_out = os.fspath(qa_out)
+    folder = llm_cache_dir(qa_out) if storage.is_url(qa_out) else os.path.abspath(qa_out)
+    return {"cache_path": os.path.join(folder, LLM_CACHE), **rcfg}
+
+
+def llm_cache_dir(qa_out: str) -> str:
+    """Local folder of the LLM cache for a QA output URL: $LIFT3D_CACHE_DIR (default
+    ~/.cache/lift3d) / llm / the first 16 hex digits of the URL's sha256."""
+    base = os.environ.get("LIFT3D_CACHE_DIR") or os.path.join(os.path.expanduser("~"), ".cache", "lift3d")
+    return os.path.join(base, "llm", hashlib.sha256(qa_out.encode()).hexdigest()[:16])
 
 
 def run_qa(s: opt.Settings, test_pipeline=None, qa_fn=None, rephraser_factory=None, stream=None) -> dict:
     """Generate QA shards for every repository shard not yet done; returns qa stats.json's dict."""
-    repo = Path(s.qa.repository) if s.qa.repository else (Path(s.output.out) / "repository" if s.output.out else None)
+    repo = s.qa.repository or (storage.join(s.output.out, "repository") if s.output.out else None)
     if repo is None:
         raise PlanError("--repository is required")
-    out = Path(s.qa.qa_out) if s.qa.qa_out else (Path(s.output.out) / "qa" if s.output.out else None)
+    out = s.qa.qa_out or (storage.join(s.output.out, "qa") if s.output.out else None)
     if out is None:
         raise PlanError("--out is required")
     units = qa_units(repo)
@@ -141,14 +156,12 @@ def benchmark_settings(s: opt.Settings) -> tuple[int | None, float]:
     return n, float(frac)
 
 
-def _count_samples(repo: Path, todo: list[tuple[int, str]]) -> int:
+def _count_samples(repo: str, todo: list[tuple[int, str]]) -> int:
     """Images to process, from the repository manifest when present (else counted as shards)."""
-    import json
-
-    man = repo / "manifest.json"
-    if man.is_file():
-        by = {s["name"]: s["samples"] for s in json.loads(man.read_text()).get("shards", [])}
-        return sum(by.get(Path(p).name, 0) for _, p in todo)
+    man = storage.join(repo, "manifest.json")
+    if storage.isfile(man):
+        by = {s["name"]: s["samples"] for s in sinks.read_json(man).get("shards", [])}
+        return sum(by.get(storage.basename(p), 0) for _, p in todo)
     return len(todo)
 
 

@@ -6,9 +6,14 @@ Design (img2dataset-style; see DESIGN.md "Outputs"):
   the key-sorted record stream). Unit N writes exactly `shard-N.tar` (zero-padded to six
   digits) plus its parts under `_parts/`: objects Parquet, rejected and errors JSON lines,
   and last `shard-N.stats.json`, whose presence marks the unit done.
-- Every file is written to `NAME.tmp-<random>` in the same folder and renamed with
-  `os.replace` only when complete, so a killed run never leaves a half-written file under a
-  final name. Temporaries of a killed run are removed when the next run starts.
+- Every file goes through `lifting.storage` (local paths, or s3:// gs:// az:// hdfs:// URLs
+  through fsspec) and appears under its final name whole or not at all: locally a
+  `NAME.tmp-<random>` sibling renamed with `os.replace` (temporaries of a killed run are
+  removed when the next run starts); on an object store one upload of the finished file.
+  Object stores have no atomic rename, so nothing relies on one: a unit is done only when
+  its stats file (the done-marker) exists, that file is written last, and a re-run writes
+  every file of a unit without a marker again (same names, so partial leftovers are
+  overwritten).
 - Tars are written member by member exactly as `webdataset.TarWriter(encoder=False)`
   writes them (`tarfile` stream, one `KEY.EXT` member per field, fields in sorted order),
   with fixed metadata (mtime 0, uid/gid 0, uname/gname `lift3d`, mode 0444) and samples
@@ -31,8 +36,8 @@ import io
 import json
 import logging
 import os
+import shutil
 import tarfile
-import uuid
 from collections import Counter
 from collections.abc import Iterable
 from dataclasses import dataclass
@@ -41,6 +46,7 @@ from pathlib import Path
 import pyarrow as pa
 import pyarrow.parquet as pq
 
+from lifting import storage
 from lifting.resources import load_schema, validation_error
 
 log = logging.getLogger(__name__)
@@ -72,34 +78,21 @@ def pretty_json(obj) -> bytes:
     return (json.dumps(obj, sort_keys=True, indent=2, ensure_ascii=False, allow_nan=False) + "\n").encode("utf-8")
 
 
-def _tmp_path(path: Path) -> Path:
-    return path.with_name(f"{path.name}.tmp-{uuid.uuid4().hex[:12]}")
+def write_bytes_atomic(path, data: bytes) -> None:
+    """Write `data` to `path` (local or URL) so that it appears whole or not at all
+    (`lifting.storage.atomic_write`)."""
+    storage.write_bytes(path, data)
 
 
-def write_bytes_atomic(path: Path, data: bytes) -> None:
-    """Write `data` to `path` via a temporary sibling and an atomic rename (fsync'd)."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = _tmp_path(path)
-    try:
-        with open(tmp, "wb") as f:
-            f.write(data)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    finally:
-        if tmp.exists():
-            tmp.unlink()
-
-
-def write_json_atomic(path: Path, obj, pretty: bool = False) -> None:
+def write_json_atomic(path, obj, pretty: bool = False) -> None:
     """Key-sorted JSON written atomically (see write_bytes_atomic)."""
     write_bytes_atomic(path, pretty_json(obj) if pretty else canonical_json(obj) + b"\n")
 
 
-def sha256_file(path: Path, chunk: int = 1 << 20) -> str:
-    """Hex sha256 of a file, read in 1 MiB chunks."""
+def sha256_file(path, chunk: int = 1 << 20) -> str:
+    """Hex sha256 of a file (local or URL), read in 1 MiB chunks."""
     h = hashlib.sha256()
-    with open(path, "rb") as f:
+    with storage.open(path, "rb") as f:
         while block := f.read(chunk):
             h.update(block)
     return h.hexdigest()
@@ -118,35 +111,29 @@ class ShardInfo:
         return {"name": self.name, "samples": self.samples, "bytes": self.bytes, "sha256": self.sha256}
 
 
-def write_tar_atomic(path: Path, samples: Iterable[dict]) -> ShardInfo:
-    """Write WebDataset samples to `path` reproducibly and atomically.
+def write_tar_atomic(path, samples: Iterable[dict]) -> ShardInfo:
+    """Write WebDataset samples to `path` (local or URL) reproducibly and atomically.
 
     samples: dicts {'__key__': KEY (no dots), EXT: bytes | str, ...}; written sorted by key
     (members of a sample sorted by extension, as TarWriter does). Metadata is fixed: mtime 0,
     uid/gid 0, uname/gname 'lift3d', mode 0444. Raises ValueError for duplicate or invalid
     keys and for field values that are not bytes/str (nothing is left under `path`).
     """
-    path.parent.mkdir(parents=True, exist_ok=True)
+    path = os.fspath(path)
+    name = storage.basename(path)
     ordered = sorted(samples, key=lambda s: s["__key__"])
     keys = [s["__key__"] for s in ordered]
     if len(set(keys)) != len(keys):
-        raise ValueError(f"{path.name}: duplicate sample keys")
+        raise ValueError(f"{name}: duplicate sample keys")
     for k in keys:
         if "." in k or "/" in k or not k:
-            raise ValueError(f"{path.name}: invalid sample key {k!r}")
-    tmp = _tmp_path(path)
-    try:
-        with open(tmp, "wb") as f:
-            with tarfile.open(fileobj=f, mode="w|") as tar:
-                for s in ordered:
-                    _add_sample(tar, s)
-            f.flush()
-            os.fsync(f.fileno())
-        info = ShardInfo(path.name, len(ordered), tmp.stat().st_size, sha256_file(tmp))
-        os.replace(tmp, path)
-    finally:
-        if tmp.exists():
-            tmp.unlink()
+            raise ValueError(f"{name}: invalid sample key {k!r}")
+    with storage.atomic_write(path) as f:
+        with tarfile.open(fileobj=f, mode="w|") as tar:
+            for s in ordered:
+                _add_sample(tar, s)
+        f.flush()
+        info = ShardInfo(name, len(ordered), os.path.getsize(f.name), sha256_file(f.name))
     return info
 
 
@@ -246,23 +233,26 @@ def record_error(record: dict, name: str) -> str | None:
 # Run state: configuration check, done units, clean-up of temporaries.
 
 
-def prepare_output(root: Path, run_identity: dict, overwrite: bool = False) -> None:
-    """Create `root`, remove temporaries of a killed run, and pin the run identity.
+def prepare_output(root, run_identity: dict, overwrite: bool = False) -> None:
+    """Create `root` (local or URL), remove temporaries of a killed run, and pin the run identity.
 
     run_identity: JSON-ready dict of everything that changes the output (config, input
     description, code version). A folder made with a different identity raises
     OutputConflict unless `overwrite`, in which case its finished units are discarded.
+    Only local folders can hold temporaries (`storage.atomic_write` uploads whole files).
     """
-    root.mkdir(parents=True, exist_ok=True)
-    removed = 0
-    for p in list(root.rglob("*.tmp-*")):
-        p.unlink(missing_ok=True)
-        removed += 1
-    if removed:
-        log.info("%s: removed %d temporary file(s) of an interrupted run", root, removed)
-    run_file = root / PARTS / RUN_FILE
-    if run_file.exists():
-        old = json.loads(run_file.read_text())
+    root = os.fspath(root)
+    storage.makedirs(root)
+    if not storage.is_url(root):
+        removed = 0
+        for p in list(Path(storage.local(root)).rglob(f"*{storage.TMP_MARK}*")):
+            p.unlink(missing_ok=True)
+            removed += 1
+        if removed:
+            log.info("%s: removed %d temporary file(s) of an interrupted run", root, removed)
+    run_file = storage.join(root, PARTS, RUN_FILE)
+    if storage.exists(run_file):
+        old = json.loads(storage.read_text(run_file))
         run_identity = json.loads(canonical_json(run_identity))
         if old != run_identity:
             if not overwrite:
@@ -273,25 +263,31 @@ def prepare_output(root: Path, run_identity: dict, overwrite: bool = False) -> N
                 raise OutputConflict(
                     f"{root} holds a run with a different {', '.join(diff) or 'configuration'}; "
                     "use another --out, or --overwrite to discard it")
-            for p in (root / PARTS).glob("*.stats.json"):
-                p.unlink()
+            for p in storage.glob(storage.join(root, PARTS, "*.stats.json")):
+                storage.remove(p)
     write_json_atomic(run_file, run_identity, pretty=True)
 
 
-def done_units(root: Path) -> set[int]:
-    """Unit ids whose per-shard stats file exists (their shard and parts are complete)."""
+def done_units(root) -> set[int]:
+    """Unit ids whose per-shard stats file (the done-marker, written last) exists; the
+    shard and parts of any other unit may be partial and are written again."""
     out = set()
-    for p in (root / PARTS).glob("shard-*.stats.json"):
+    for p in storage.glob(storage.join(os.fspath(root), PARTS, "shard-*.stats.json")):
         try:
-            out.add(int(p.name[6:12]))
+            out.add(int(storage.basename(p)[6:12]))
         except ValueError:
             continue
     return out
 
 
-def part_path(root: Path, unit_id: int, suffix: str) -> Path:
+def part_path(root, unit_id: int, suffix: str) -> str:
     """`root/_parts/shard-NNNNNN.<suffix>` (suffix e.g. 'stats.json', 'objects.parquet')."""
-    return root / PARTS / f"{shard_name(unit_id)[:-4]}.{suffix}"
+    return storage.join(os.fspath(root), PARTS, f"{shard_name(unit_id)[:-4]}.{suffix}")
+
+
+def read_json(path):
+    """The JSON value of file `path` (local or URL)."""
+    return json.loads(storage.read_bytes(path))
 
 
 # ---------------------------------------------------------------------------------------
@@ -367,7 +363,7 @@ class ImageResult:
     n_objects: int | None = None
 
 
-def write_repository_unit(root: Path, unit_id: int, results: Iterable[ImageResult],
+def write_repository_unit(root, unit_id: int, results: Iterable[ImageResult],
                           load_jpg) -> dict:
     """Write unit `unit_id` of the repository: its shard, its parts, then its stats (last).
 
@@ -427,7 +423,7 @@ def write_repository_unit(root: Path, unit_id: int, results: Iterable[ImageResul
             if r.depth_png is not None:
                 sample["depth.png"] = r.depth_png
             samples.append(sample)
-    info = write_tar_atomic(root / shard, samples)
+    info = write_tar_atomic(storage.join(os.fspath(root), shard), samples)
     write_bytes_atomic(part_path(root, unit_id, "objects.parquet"), _parquet_bytes(rows))
     write_bytes_atomic(part_path(root, unit_id, "rejected.jsonl"), _jsonl(rejected))
     write_bytes_atomic(part_path(root, unit_id, "errors.jsonl"), _jsonl(errors))
@@ -451,10 +447,6 @@ def _add(dst: dict, src: dict) -> None:
         dst[k] = dst.get(k, 0) + v
 
 
-def _read_unit_stats(root: Path) -> list[dict]:
-    return [json.loads(part_path(root, u, "stats.json").read_text()) for u in sorted(done_units(root))]
-
-
 def _manifest(kind: str, shard_infos: list[dict], config: dict, versions: dict) -> dict:
     return {
         "schema_version": SCHEMA_VERSION, "kind": kind, "shards": shard_infos,
@@ -464,7 +456,7 @@ def _manifest(kind: str, shard_infos: list[dict], config: dict, versions: dict) 
     }
 
 
-def finalize_repository(root: Path, *, config: dict, versions: dict, expected_units: Iterable[int],
+def finalize_repository(root, *, config: dict, versions: dict, expected_units: Iterable[int],
                         source_errors: list[dict] | None = None, extra: dict | None = None) -> dict:
     """Rebuild manifest.json, stats.json, index/objects.parquet, rejected/, errors/ from parts.
 
@@ -474,6 +466,8 @@ def finalize_repository(root: Path, *, config: dict, versions: dict, expected_un
     extra: further JSON-ready entries of stats.json (e.g. 'models': which depth model and
     segmenter ran, and whether SAM fell back to depth-only box segmentation).
     Returns the stats dict. All files are written atomically and deterministically.
+    Streams: the unit parts are read one at a time (the index in row groups of at most
+    INDEX_ROW_GROUP rows), so memory does not grow with the number of images.
 
     Object accounting (`objects_accounting` in stats.json, with `balanced`):
         in = kept + rejected + of_failed_images + dropped_at_read
@@ -482,17 +476,17 @@ def finalize_repository(root: Path, *, config: dict, versions: dict, expected_un
     int, and by the image's reason) counts the objects of images that failed inside the
     pipeline (decode, depth, lift, write).
     """
-    expected = sorted(set(expected_units))
-    missing = sorted(set(expected) - done_units(root))
-    if missing:
-        raise RuntimeError(f"{len(missing)} unit(s) not finished, e.g. {shard_name(missing[0])}")
-    units = [json.loads(part_path(root, u, "stats.json").read_text()) for u in expected]
+    root = os.fspath(root)
+    expected = _check_done(root, expected_units)
     source_errors = sorted(source_errors or [], key=canonical_json)
     images = {"in": 0, "lifted": 0, "rejected": 0, "failed": 0}
     objects = {"total": 0, "kept": 0, "rejected": 0}
     failed_by, rejected_by, objects_by, objects_failed_by = {}, {}, {}, {}
     objects_in = 0
-    for u in units:
+    shard_infos = []
+    for unit_id in expected:
+        u = read_json(part_path(root, unit_id, "stats.json"))
+        shard_infos.append(u["shard"])
         _add(images, u["images"])
         _add(objects, u["objects"])
         _add(failed_by, u["images_failed_by_reason"])
@@ -510,7 +504,6 @@ def finalize_repository(root: Path, *, config: dict, versions: dict, expected_un
             _add(failed_by, {e["reason"]: 1})
         else:
             _add(dropped_at_read, {e["reason"]: 1})
-    shard_infos = [u["shard"] for u in units]
     n_dropped, n_failed = sum(dropped_at_read.values()), sum(objects_failed_by.values())
     accounting = {"in": objects_in + n_dropped, "kept": objects["kept"], "rejected": objects["rejected"],
                   "of_failed_images": n_failed, "dropped_at_read": n_dropped}
@@ -529,24 +522,62 @@ def finalize_repository(root: Path, *, config: dict, versions: dict, expected_un
         "balanced": images["in"] == images["lifted"] + images["rejected"] + images["failed"],
         **(extra or {}),
     }
-    tables = [pq.read_table(part_path(root, u, "objects.parquet")) for u in expected]
-    table = pa.concat_tables(tables) if tables else OBJECTS_SCHEMA.empty_table()
-    buf = io.BytesIO()
-    pq.write_table(table, buf, compression="zstd", write_statistics=True)
-    write_bytes_atomic(root / "index" / "objects.parquet", buf.getvalue())
-    for name in ("rejected", "errors"):
-        data = b"".join(part_path(root, u, f"{name}.jsonl").read_bytes() for u in expected)
-        if name == "errors":
-            data = _jsonl({"key": e.get("key"), "level": e.get("level"), "reason": e["reason"],
-                           "detail": e.get("detail", ""), "stage": "read",
-                           "image_id": _s(e.get("image_id")), "source_ann_id": _s(e.get("source_ann_id"))}
-                          for e in source_errors) + data
-        write_bytes_atomic(root / name / f"{name}.jsonl", data)
+    _concat_parquet(storage.join(root, "index", "objects.parquet"),
+                    (part_path(root, u, "objects.parquet") for u in expected))
+    read_errors = _jsonl({"key": e.get("key"), "level": e.get("level"), "reason": e["reason"],
+                          "detail": e.get("detail", ""), "stage": "read",
+                          "image_id": _s(e.get("image_id")), "source_ann_id": _s(e.get("source_ann_id"))}
+                         for e in source_errors)
+    _concat_files(storage.join(root, "rejected", "rejected.jsonl"),
+                  (part_path(root, u, "rejected.jsonl") for u in expected))
+    _concat_files(storage.join(root, "errors", "errors.jsonl"),
+                  (part_path(root, u, "errors.jsonl") for u in expected), head=read_errors)
     manifest = _manifest("repository", shard_infos, config, versions)
     check_manifest(manifest)
-    write_json_atomic(root / "manifest.json", manifest, pretty=True)
-    write_json_atomic(root / "stats.json", stats, pretty=True)
+    write_json_atomic(storage.join(root, "manifest.json"), manifest, pretty=True)
+    write_json_atomic(storage.join(root, "stats.json"), stats, pretty=True)
     return stats
+
+
+def _check_done(root: str, expected_units: Iterable[int]) -> list[int]:
+    """The sorted unit ids; RuntimeError when one has no done-marker (the pipeline did not finish it)."""
+    expected = sorted(set(expected_units))
+    missing = sorted(set(expected) - done_units(root))
+    if missing:
+        raise RuntimeError(f"{len(missing)} unit(s) not finished, e.g. {shard_name(missing[0])}")
+    return expected
+
+
+#: Rows per row group of index/objects.parquet (units are merged until they reach it).
+INDEX_ROW_GROUP = 131_072
+
+
+def _concat_parquet(path: str, parts: Iterable[str]) -> None:
+    """Write the rows of the Parquet files `parts`, in order, to `path` (OBJECTS_SCHEMA, zstd),
+    holding at most about INDEX_ROW_GROUP rows in memory. Deterministic for the same parts."""
+    with storage.atomic_write(path) as f:
+        with pq.ParquetWriter(f, OBJECTS_SCHEMA, compression="zstd", write_statistics=True) as writer:
+            pending, n = [], 0
+            for part in parts:
+                with storage.open(part, "rb") as pf:
+                    t = pq.read_table(pf).cast(OBJECTS_SCHEMA)
+                if t.num_rows:
+                    pending.append(t)
+                    n += t.num_rows
+                if n >= INDEX_ROW_GROUP:
+                    writer.write_table(pa.concat_tables(pending), row_group_size=INDEX_ROW_GROUP)
+                    pending, n = [], 0
+            if pending:
+                writer.write_table(pa.concat_tables(pending), row_group_size=INDEX_ROW_GROUP)
+
+
+def _concat_files(path: str, parts: Iterable[str], head: bytes = b"") -> None:
+    """Write `head` then the bytes of files `parts`, in order, to `path`, streaming."""
+    with storage.atomic_write(path) as f:
+        f.write(head)
+        for part in parts:
+            with storage.open(part, "rb") as src:
+                shutil.copyfileobj(src, f, 1 << 20)
 
 
 def check_manifest(manifest: dict) -> None:
@@ -560,7 +591,7 @@ def check_manifest(manifest: dict) -> None:
 # QA units.
 
 
-def write_qa_unit(root: Path, unit_id: int, samples: Iterable[tuple[dict, bytes]], counts: dict,
+def write_qa_unit(root, unit_id: int, samples: Iterable[tuple[dict, bytes]], counts: dict,
                   heldout_records: list[dict] | None = None) -> dict:
     """Write unit `unit_id` of the QA output: `shard-N.tar` (KEY.jpg + KEY.json), then stats.
 
@@ -582,7 +613,7 @@ def write_qa_unit(root: Path, unit_id: int, samples: Iterable[tuple[dict, bytes]
         n_questions += len(qa["questions"])
         families.update(q["family"] for q in qa["questions"])
         good.append({"__key__": qa["key"], "jpg": jpg, "json": canonical_json(qa)})
-    info = write_tar_atomic(root / shard_name(unit_id), good)
+    info = write_tar_atomic(storage.join(os.fspath(root), shard_name(unit_id)), good)
     write_bytes_atomic(part_path(root, unit_id, "errors.jsonl"), _jsonl(sorted(errors, key=canonical_json)))
     write_bytes_atomic(part_path(root, unit_id, "heldout.jsonl"),
                        _jsonl(sorted(heldout_records or [], key=lambda r: r["key"])))
@@ -592,17 +623,17 @@ def write_qa_unit(root: Path, unit_id: int, samples: Iterable[tuple[dict, bytes]
     return stats
 
 
-def iter_heldout_records(root: Path, expected_units: Iterable[int]):
+def iter_heldout_records(root, expected_units: Iterable[int]):
     """Image record dicts of the held-out split, in unit then key order (from the QA parts)."""
     for u in sorted(set(expected_units)):
         p = part_path(root, u, "heldout.jsonl")
-        if p.is_file():
-            for line in p.read_text(encoding="utf-8").splitlines():
+        if storage.isfile(p):
+            for line in storage.read_text(p).splitlines():
                 if line.strip():
                     yield json.loads(line)
 
 
-def build_qa_benchmark(root: Path, expected_units: Iterable[int], n: int, qa_config) -> dict:
+def build_qa_benchmark(root, expected_units: Iterable[int], n: int, qa_config) -> dict:
     """Build the held-out benchmark (`lifting.qa.benchmark.build_benchmark`, at most `n`
     questions) from the held-out records and write `root/benchmark.jsonl` atomically.
 
@@ -613,40 +644,33 @@ def build_qa_benchmark(root: Path, expected_units: Iterable[int], n: int, qa_con
 
     records = list(iter_heldout_records(root, expected_units))
     items = build_benchmark(records, n, qa_config)
-    path = root / "benchmark.jsonl"
-    tmp = _tmp_path(path)
-    try:
-        write_benchmark(items, tmp)
-        digest = sha256_file(tmp)
-        os.replace(tmp, path)
-    finally:
-        if tmp.exists():
-            tmp.unlink()
-    return {"questions": len(items), "heldout_images": len(records), "file": path.name, "sha256": digest}
+    path = storage.join(os.fspath(root), "benchmark.jsonl")
+    with storage.atomic_write(path) as f:
+        f.close()
+        write_benchmark(items, f.name)
+        digest = sha256_file(f.name)
+    return {"questions": len(items), "heldout_images": len(records), "file": storage.basename(path), "sha256": digest}
 
 
-def finalize_qa(root: Path, *, config: dict, versions: dict, expected_units: Iterable[int],
+def finalize_qa(root, *, config: dict, versions: dict, expected_units: Iterable[int],
                 extra: dict | None = None) -> dict:
     """Rebuild qa manifest.json, stats.json and errors/ from the finished units' parts
     (`extra`: further JSON-ready entries of stats.json, e.g. the benchmark summary)."""
-    expected = sorted(set(expected_units))
-    missing = sorted(set(expected) - done_units(root))
-    if missing:
-        raise RuntimeError(f"{len(missing)} unit(s) not finished, e.g. {shard_name(missing[0])}")
-    units = [json.loads(part_path(root, u, "stats.json").read_text()) for u in expected]
+    root = os.fspath(root)
+    expected = _check_done(root, expected_units)
     totals = {"samples": 0, "samples_invalid": 0, "questions": 0}
-    families, counts = {}, {}
-    for u in units:
+    families, counts, shard_infos = {}, {}, []
+    for unit_id in expected:
+        u = read_json(part_path(root, unit_id, "stats.json"))
+        shard_infos.append(u["shard"])
         _add(totals, {k: u[k] for k in totals})
         _add(families, u["questions_by_family"])
         _add(counts, u["counts"])
-    shard_infos = [u["shard"] for u in units]
     stats = {"schema_version": SCHEMA_VERSION, "kind": "qa", **totals, "questions_by_family": families,
              **counts, "shards": len(shard_infos), **(extra or {})}
-    data = b"".join(part_path(root, u, "errors.jsonl").read_bytes() for u in expected)
-    write_bytes_atomic(root / "errors" / "errors.jsonl", data)
+    _concat_files(storage.join(root, "errors", "errors.jsonl"), (part_path(root, u, "errors.jsonl") for u in expected))
     manifest = _manifest("qa", shard_infos, config, versions)
     check_manifest(manifest)
-    write_json_atomic(root / "manifest.json", manifest, pretty=True)
-    write_json_atomic(root / "stats.json", stats, pretty=True)
+    write_json_atomic(storage.join(root, "manifest.json"), manifest, pretty=True)
+    write_json_atomic(storage.join(root, "stats.json"), stats, pretty=True)
     return stats

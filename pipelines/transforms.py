@@ -25,12 +25,12 @@ import functools
 import io
 import json
 import logging
-from pathlib import Path
 
 import apache_beam as beam
 import numpy as np
 from apache_beam.metrics import Metrics
 
+from lifting import storage
 from pipelines.progress import ProgressTicker
 from pipelines.sinks import ImageResult, write_qa_unit, write_repository_unit
 
@@ -424,7 +424,7 @@ def load_jpg(result: ImageResult, size: tuple[int, int] | None = None,
         h, w = rgb.shape[:2]
         target = (w, h) if size is None else (int(size[0]), int(size[1]))
         if (w, h) == target:
-            data = Path(path).read_bytes()
+            data = storage.read_bytes(path)
             if _plain_rgb_jpeg(data):
                 return data, ""
         else:
@@ -454,7 +454,7 @@ class WriteRepositoryUnitFn(beam.DoFn):
 
     def process(self, kv):
         unit_id, results = kv
-        stats = write_repository_unit(Path(self.root), unit_id, list(results),
+        stats = write_repository_unit(self.root, unit_id, list(results),
                                       functools.partial(_load_for, max_pixels=self.max_pixels))
         _count("shards_written")
         yield stats
@@ -544,4 +544,4 @@ class QAUnitFn(beam.DoFn):
             after = _numeric(self._rephraser.stats())
             counts.update({f"rephrase_{k}": v - before.get(k, 0) for k, v in after.items()})
         self._ticker.flush()
-        yield write_qa_unit(Path(self.root), unit_id, pairs, counts, heldout_records=heldout)
+        yield write_qa_unit(self.root, unit_id, pairs, counts, heldout_records=heldout)

@@ -41,6 +41,7 @@ from dataclasses import dataclass, field
 from numbers import Real
 from typing import Any, Iterator
 
+from lifting import storage
 from lifting.records import ErrorRecord, ImageRecord, make_key
 
 log = logging.getLogger(__name__)
@@ -107,7 +108,7 @@ class Source:
                  bbox_tolerance: float = 1.0, in_memory_bytes: int = 32 << 20,
                  bucket_bytes: int = 64 << 20, spill_dir: str | None = None, **options):
         self.annotations = os.fspath(annotations) if annotations is not None else None
-        self.images = os.path.abspath(os.fspath(images)) if images is not None else None
+        self.images = storage.abspath(images) if images is not None else None
         self.check_files = bool(check_files)
         self.bbox_tolerance = float(bbox_tolerance)
         self.in_memory_bytes = int(in_memory_bytes)
@@ -141,14 +142,14 @@ class Source:
     def ensure_prepared(self) -> None:
         if not self._prepared:
             for p in self.input_paths():
-                if p and not os.path.exists(p):
+                if p and not storage.exists(p):
                     raise SourceConfigError(f"{self.name}: input file not found: {p}")
             self.prepare()
             self._prepared = True
 
     def input_bytes(self) -> int:
         """Total size in bytes of the native input files."""
-        return sum(os.path.getsize(p) for p in self.input_paths() if p and os.path.isfile(p))
+        return sum(storage.getsize(p) for p in self.input_paths() if p and storage.isfile(p))
 
     def key(self, image_id) -> str:
         return make_key(self.name, image_id)
@@ -164,10 +165,13 @@ class Source:
                            key=key, source_ann_id=_jsonable_id(ann_id), detail=safe_text(str(detail)[:500]))
 
     def image_path(self, file_name: str) -> str:
-        """Absolute location of an image file named relative to the images folder."""
-        if self.images is None or os.path.isabs(file_name) or "://" in file_name:
-            return file_name if "://" in file_name else os.path.abspath(file_name)
-        return os.path.normpath(os.path.join(self.images, file_name))
+        """Absolute location (path or URL, see lifting.storage) of an image file named
+        relative to the images folder."""
+        if "://" in file_name:
+            return file_name
+        if self.images is None or (os.path.isabs(file_name) and not storage.is_url(self.images)):
+            return os.path.abspath(file_name)
+        return storage.normpath(storage.join(self.images, file_name))
 
     def path_problem(self, name: Any, prefix: str = "image") -> tuple[str, str] | None:
         """(reason, detail) when a file name taken from the input must not be opened, else None.
@@ -191,9 +195,17 @@ class Source:
             return f"{prefix}_path_invalid", f"file name {safe_text(name)!r} is not valid UTF-8"
         if "://" in name or self.images is None:
             return None
-        path = os.path.normpath(os.path.join(self.images, name))
-        root = os.path.normpath(self.images)
-        if os.path.commonpath([path, root]) != root:
+        if storage.is_url(self.images):  # '/x' and '..' are judged inside the bucket's key space
+            import posixpath
+
+            root = storage.normpath(self.images).split("://", 1)[1]
+            path = posixpath.normpath(posixpath.join(root, name))
+            inside = posixpath.commonpath([path, root]) == root
+        else:
+            path = os.path.normpath(os.path.join(self.images, name))
+            root = os.path.normpath(self.images)
+            inside = os.path.commonpath([path, root]) == root
+        if not inside:
             return f"{prefix}_path_outside_root", f"file name {name!r} resolves outside {root}"
         return None
 

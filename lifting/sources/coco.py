@@ -34,6 +34,7 @@ import os
 import re
 from typing import Any, Iterator
 
+from lifting import storage
 from lifting.masks import validate_segmentation
 from lifting.records import ErrorRecord, ImageRecord, Object2D
 from lifting.sources import (Group, Source, SourceConfigError, check_bbox_xywh, is_number, is_utf8_text,
@@ -83,7 +84,7 @@ class CocoSource(Source):
     def _load_small(self) -> dict:
         if self._loaded is None:
             try:
-                with open(self.annotations, "rb") as f:
+                with storage.open(self.annotations, "rb") as f:
                     data = json.load(f)
             except (json.JSONDecodeError, UnicodeDecodeError) as e:
                 raise SourceConfigError(f"{self.name}: {self.annotations} is not valid JSON: {e}") from e
@@ -99,7 +100,7 @@ class CocoSource(Source):
             return
         import ijson
 
-        with open(self.annotations, "rb") as raw:
+        with storage.open(self.annotations, "rb") as raw:
             f = NonFiniteToNull(raw)
             try:
                 yield from ijson.items(f, f"{prefix}.item", use_float=True)
@@ -292,4 +293,4 @@ class NonFiniteToNull:
 
 def image_file_exists(path: str) -> bool:
     """Cheap existence check (stat only) used by path-layout probes."""
-    return os.path.isfile(path)
+    return storage.isfile(path)

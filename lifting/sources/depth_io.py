@@ -27,11 +27,13 @@ Pillow applies the PGM spec's big-endian order, which NYU's files do not follow.
 """
 from __future__ import annotations
 
+import io
 import math
 import os
 
 import numpy as np
 
+from lifting import storage
 from lifting.sources.image_io import InputError
 
 ENCODINGS = ("png16", "sunrgbd", "nyu_raw", "float", "disparity16", "points")
@@ -63,8 +65,7 @@ def read_pgm(path) -> np.ndarray:
     Little-endian because the NYU Depth v2 raw dumps are written that way (the toolbox
     byte-swaps after `imread`). Raises InputError(`depth_unreadable`) on a bad header.
     """
-    with open(path, "rb") as f:
-        data = f.read()
+    data = storage.read_bytes(path)
     tokens: list[bytes] = []
     pos = 0
     while len(tokens) < 4:
@@ -100,13 +101,14 @@ def _read_raw(path, encoding: str) -> np.ndarray:
     p = os.fspath(path)
     if encoding == "nyu_raw" or p.lower().endswith(".pgm"):
         return read_pgm(p)
+    src = io.BytesIO(storage.read_bytes(p)) if storage.is_url(p) else p
     if p.lower().endswith(".npy"):
         try:
-            return np.load(p, allow_pickle=False)
+            return np.load(src, allow_pickle=False)
         except (OSError, ValueError) as e:
             raise InputError("depth_unreadable", f"{p}: {e}") from e
     try:
-        with Image.open(p) as im:
+        with Image.open(src) as im:
             im.load()
             if im.mode in ("I;16", "I;16B", "I;16L", "I;16N", "I", "F"):
                 return np.asarray(im)
@@ -137,9 +139,9 @@ def read_depth(path, depth_scale: float | None = 1000.0, encoding: str = "png16"
     if encoding not in FILE_ENCODINGS:
         raise InputError("depth_bad_encoding", f"encoding={encoding!r}, expected one of {FILE_ENCODINGS}")
     p = os.fspath(path)
-    if not os.path.exists(p):
+    if not storage.exists(p):
         raise InputError("depth_missing", p)
-    if os.path.isfile(p) and os.path.getsize(p) == 0:
+    if storage.isfile(p) and storage.getsize(p) == 0:
         raise InputError("depth_empty", p)
     scale = None
     if encoding in ("png16", "sunrgbd", "disparity16") or (encoding == "float" and depth_scale is not None):

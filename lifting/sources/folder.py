@@ -16,6 +16,7 @@ from __future__ import annotations
 import os
 from typing import Iterator
 
+from lifting import storage
 from lifting.records import ErrorRecord, ImageRecord
 from lifting.sources import Group, Source, SourceConfigError
 from lifting.sources.image_io import IMAGE_EXTENSIONS
@@ -24,6 +25,11 @@ from lifting.sources.image_io import IMAGE_EXTENSIONS
 def walk_images(root: str, extensions=IMAGE_EXTENSIONS) -> Iterator[str]:
     """POSIX paths relative to `root` of image files, sorted, recursive (streaming walk)."""
     exts = tuple(e.lower() for e in extensions)
+    if storage.is_url(root):  # object stores list every key under the prefix at once
+        prefix = root.rstrip("/") + "/"
+        rels = (f[len(prefix):] for f in storage.walk_files(root) if f.startswith(prefix))
+        yield from sorted(r for r in rels if r.lower().endswith(exts) and not r.rsplit("/", 1)[-1].startswith("."))
+        return
 
     def rec(rel: str) -> Iterator[str]:
         path = os.path.join(root, rel) if rel else root
@@ -51,7 +57,7 @@ class FolderSource(Source):
     def __init__(self, annotations=None, images=None, **kw):
         kw.setdefault("check_files", True)
         super().__init__(annotations=None, images=images, **kw)
-        if self.images is None or not os.path.isdir(self.images):
+        if self.images is None or not storage.isdir(self.images):
             raise SourceConfigError(f"images: {images!r} is not a folder")
 
     def input_bytes(self) -> int:

@@ -17,6 +17,8 @@ import warnings
 
 import numpy as np
 
+from lifting import storage
+
 log = logging.getLogger(__name__)
 
 #: Default decompression-bomb limit: 178 MP is what Pillow itself warns about (2x its limit).
@@ -44,25 +46,46 @@ def _open(path):
     from PIL import Image, UnidentifiedImageError
 
     path = os.fspath(path)
-    if not os.path.exists(path):
-        raise InputError("image_missing", path)
-    if os.path.isdir(path):
-        raise InputError("image_unreadable", f"{path} is a directory")
-    try:
-        if os.path.getsize(path) == 0:
-            raise InputError("image_empty", path)
-    except OSError as e:
-        raise InputError("image_unreadable", f"{path}: {e}") from e
+    if storage.is_url(path):
+        src = _fetch(path)
+    else:
+        src = path
+        if not os.path.exists(path):
+            raise InputError("image_missing", path)
+        if os.path.isdir(path):
+            raise InputError("image_unreadable", f"{path} is a directory")
+        try:
+            if os.path.getsize(path) == 0:
+                raise InputError("image_empty", path)
+        except OSError as e:
+            raise InputError("image_unreadable", f"{path}: {e}") from e
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
-            return Image.open(path)
+            return Image.open(src)
     except Image.DecompressionBombError as e:  # Pillow refuses > 2x its limit already at open
         raise InputError("image_too_large", f"{path}: {e}") from e
     except UnidentifiedImageError as e:
         raise InputError("image_unreadable", f"{path}: not a recognised image format") from e
     except (OSError, ValueError, SyntaxError) as e:
         raise InputError("image_unreadable", f"{path}: {e}") from e
+
+
+def _fetch(url: str):
+    """The bytes of image `url` (lifting.storage) as a seekable file, or InputError.
+
+    Missing and empty objects are data failures (`image_missing`, `image_empty`);
+    permission and credential errors are not (they concern every image alike) and
+    propagate, so the job stops with one line and nothing is recorded as failed."""
+    import io
+
+    try:
+        data = storage.read_bytes(url)
+    except (FileNotFoundError, IsADirectoryError) as e:
+        raise InputError("image_missing", url) from e
+    if not data:
+        raise InputError("image_empty", url)
+    return io.BytesIO(data)
 
 
 def _to_rgb(im) -> "np.ndarray":

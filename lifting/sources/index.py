@@ -49,6 +49,7 @@ from typing import Iterator
 
 from dataclasses import fields
 
+from lifting import storage
 from lifting.records import ErrorRecord, ImageRecord, Object2D
 from lifting.sources import Group, Source, SourceConfigError, StatsCounter, open_source
 
@@ -282,10 +283,10 @@ def _schemas():
 
 
 def _fingerprint(source: Source, name: str, options: dict) -> dict:
-    files = []
     for p in source.input_paths():
-        st = os.stat(p)
-        files.append([os.path.abspath(p), st.st_size, st.st_mtime_ns])
+        if p and not storage.exists(p):
+            raise SourceConfigError(f"{source.name}: input file not found: {p}")
+    files = [storage.signature(p) for p in source.input_paths() if p]
     opts = {k: v for k, v in sorted(options.items()) if isinstance(v, (str, int, float, bool, type(None)))}
     return {"format": INDEX_FORMAT, "source": name, "inputs": files, "images": source.images, "options": opts}
 
@@ -343,8 +344,7 @@ def build_index(source_name: str, annotations=None, images=None, out_dir=None, *
         raise SourceConfigError("build_index needs out_dir")
     out_dir = os.fspath(out_dir)
     source = open_source(source_name, annotations=annotations, images=images, **opts)
-    source.ensure_prepared()
-    fp = _fingerprint(source, source_name, opts)
+    fp = _fingerprint(source, source_name, opts)  # before prepare(): reuse never reads the input
     summary_path = os.path.join(out_dir, "_SUMMARY.json")
     if not overwrite and os.path.exists(summary_path):
         with open(summary_path, encoding="utf-8") as f:
@@ -352,6 +352,7 @@ def build_index(source_name: str, annotations=None, images=None, out_dir=None, *
         if old.get("fingerprint") == fp:
             old["reused"] = True
             return old
+    source.ensure_prepared()
     os.makedirs(out_dir, exist_ok=True)
     for name in os.listdir(out_dir):
         if name.startswith("part-") or name in ("errors.parquet", "_SUMMARY.json"):
@@ -405,12 +406,12 @@ def build_index(source_name: str, annotations=None, images=None, out_dir=None, *
 
 
 def list_partitions(index_dir) -> list[str]:
-    """Absolute paths of the partition files of a complete index (sorted)."""
-    index_dir = os.fspath(index_dir)
-    if not os.path.exists(os.path.join(index_dir, "_SUMMARY.json")):
+    """Absolute paths (or URLs, see lifting.storage) of the partition files of a complete
+    index (sorted)."""
+    index_dir = storage.abspath(index_dir)
+    if not storage.exists(storage.join(index_dir, "_SUMMARY.json")):
         raise SourceConfigError(f"{index_dir} is not a complete lift3d index (no _SUMMARY.json)")
-    return sorted(os.path.join(os.path.abspath(index_dir), n) for n in os.listdir(index_dir)
-                  if n.startswith("part-") and n.endswith(".parquet"))
+    return storage.glob(storage.join(index_dir, "part-*.parquet"))
 
 
 def read_partition(path, batch_size: int = 500) -> Iterator[ImageRecord | ErrorRecord]:
@@ -418,15 +419,17 @@ def read_partition(path, batch_size: int = 500) -> Iterator[ImageRecord | ErrorR
     import pyarrow.parquet as pq
 
     path = os.fspath(path)
-    pf = pq.ParquetFile(path)
-    for batch in pf.iter_batches(batch_size=batch_size, columns=["record"]):
-        for text in batch.column(0).to_pylist():
-            yield ImageRecord.from_dict(json.loads(text))
-    partition = int(os.path.basename(path)[len("part-"):-len(".parquet")])
-    err_path = os.path.join(os.path.dirname(path), "errors.parquet")
-    if not os.path.exists(err_path):
+    with storage.open(path, "rb") as f:
+        pf = pq.ParquetFile(f)
+        for batch in pf.iter_batches(batch_size=batch_size, columns=["record"]):
+            for text in batch.column(0).to_pylist():
+                yield ImageRecord.from_dict(json.loads(text))
+    partition = int(storage.basename(path)[len("part-"):-len(".parquet")])
+    err_path = storage.join(storage.dirname(path), "errors.parquet")
+    if not storage.exists(err_path):
         return
-    table = pq.read_table(err_path, filters=[("partition", "==", partition)])
+    with storage.open(err_path, "rb") as f:
+        table = pq.read_table(f, filters=[("partition", "==", partition)])
     for row in table.to_pylist():
         yield ErrorRecord(
             source=row["source"], reason=row["reason"], level=row["level"],
@@ -436,10 +439,29 @@ def read_partition(path, batch_size: int = 500) -> Iterator[ImageRecord | ErrorR
             detail=row["detail"] or "")
 
 
+def read_partition_slice(path, start: int = 0, stop: int | None = None) -> Iterator[ImageRecord]:
+    """The ImageRecords [start, stop) of one partition file (local or URL), reading only the
+    row groups that hold them (a partition of many units is not read once per unit)."""
+    import pyarrow.parquet as pq
+
+    with storage.open(os.fspath(path), "rb") as f:
+        pf = pq.ParquetFile(f)
+        first = 0
+        for rg in range(pf.num_row_groups):
+            n = pf.metadata.row_group(rg).num_rows
+            if stop is not None and first >= stop:
+                break
+            if first + n > start:
+                texts = pf.read_row_group(rg, columns=["record"]).column(0).to_pylist()
+                lo, hi = max(start - first, 0), n if stop is None else min(n, stop - first)
+                for text in texts[lo:hi]:
+                    yield ImageRecord.from_dict(json.loads(text))
+            first += n
+
+
 def read_summary(index_dir) -> dict:
     """The `_SUMMARY.json` of an index."""
-    with open(os.path.join(os.fspath(index_dir), "_SUMMARY.json"), encoding="utf-8") as f:
-        return json.load(f)
+    return json.loads(storage.read_bytes(storage.join(os.fspath(index_dir), "_SUMMARY.json")))
 
 
 class IndexSource(Source):
@@ -448,7 +470,7 @@ class IndexSource(Source):
     name = "index"
 
     def input_paths(self) -> list[str]:
-        return [os.path.join(self.annotations, "_SUMMARY.json")] if self.annotations else []
+        return [storage.join(self.annotations, "_SUMMARY.json")] if self.annotations else []
 
     def iter_records(self) -> Iterator[ImageRecord | ErrorRecord]:
         self.ensure_prepared()

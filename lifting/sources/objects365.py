@@ -17,6 +17,7 @@ from __future__ import annotations
 import os
 import re
 
+from lifting import storage
 from lifting.sources.coco import CocoSource
 
 PROBE_LIMIT = 20
@@ -28,9 +29,9 @@ def path_candidates(images_dir: str, file_name: str) -> list[str]:
     parts = file_name.replace("\\", "/").split("/")
     base = parts[-1]
     patch = next((p for p in parts[:-1] if _PATCH.match(p)), None)
-    out = [os.path.normpath(os.path.join(images_dir, file_name))]
-    out.append(os.path.join(images_dir, patch, base) if patch else None)
-    out.append(os.path.join(images_dir, base))
+    out = [storage.normpath(storage.join(images_dir, file_name))]
+    out.append(storage.join(images_dir, patch, base) if patch else None)
+    out.append(storage.join(images_dir, base))
     return out
 
 
@@ -52,7 +53,7 @@ class Objects365Source(CocoSource):
         if self._rule is not None:
             return cands[self._rule] or cands[0]
         for rule, p in enumerate(cands):
-            if p is not None and os.path.isfile(p):
+            if p is not None and storage.isfile(p):
                 self._rule = rule
                 return p
         self._misses += 1

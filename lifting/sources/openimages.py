@@ -41,6 +41,7 @@ import math
 import os
 from typing import Iterator
 
+from lifting import storage
 from lifting.records import ErrorRecord, ImageRecord, Object2D
 from lifting.sources import Group, Source, SourceConfigError, is_utf8_text
 from lifting.sources.categories import CategoryMap, normalize_category
@@ -61,7 +62,7 @@ def read_class_descriptions(path) -> dict[str, str]:
     """MID -> display name from a class-descriptions CSV (with or without header)."""
     out: dict[str, str] = {}
     # undecodable bytes become U+FFFD: a display name is text to show, never a path
-    with open(path, newline="", encoding="utf-8", errors="replace") as f:
+    with storage.open(path, "r", newline="", encoding="utf-8", errors="replace") as f:
         try:
             for row in csv.reader(f):
                 if len(row) < 2 or row[0] in ("LabelName", "MID", "label_name"):
@@ -129,7 +130,7 @@ class OpenImagesSource(Source):
         bytes that are not UTF-8 (read with surrogateescape, so one bad row does not stop
         the file), or when the csv module refuses it (e.g. a field over its size limit).
         """
-        with open(path, newline="", encoding="utf-8", errors="surrogateescape") as f:
+        with storage.open(path, "r", newline="", encoding="utf-8", errors="surrogateescape") as f:
             reader = csv.DictReader(f)
             try:
                 fieldnames = reader.fieldnames or []

@@ -23,7 +23,8 @@ log = logging.getLogger("lift3d.eval")
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--repository", required=True, help="lift output folder (OUT or OUT/repository)")
+    p.add_argument("--repository", required=True, help="lift output folder (OUT or OUT/repository); a URL "
+                   "(s3://, gs://, ...) is read through a local mirror in $LIFT3D_CACHE_DIR (~/.cache/lift3d)")
     p.add_argument("--gt", help="Omni3D-style COCO JSON with K per image and center_cam/dimensions/R_cam per annotation; "
                    "with --gt-source, the real dataset's --annotations (KITTI split folder, SUN RGB-D frame folder or "
                    "info .pkl, nuScenes info .pkl)")
@@ -71,7 +72,10 @@ def _run(args: argparse.Namespace) -> int:
     from lifting.evaluate import Evaluator, SelfConsistency, load_gt
     from lifting.viz.reader import decode_depth, iter_records
 
+    from pipelines.options import mirrored
+
     paths = repository_paths(args.repository)
+    args.gt, args.gt_images = mirrored(args.gt), mirrored(args.gt_images)
     if args.gt_images and args.gt_source == "omni3d":
         raise UserError("--gt-images applies to --gt-source kitti, sunrgbd or nuscenes")
     if args.gt:

@@ -20,8 +20,9 @@ log = logging.getLogger("lift3d.stats")
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--repository", required=True, help="lift output folder (OUT or OUT/repository)")
-    p.add_argument("--out", help="card folder (default: OUT/card next to the repository)")
+    p.add_argument("--repository", required=True, help="lift output folder (OUT or OUT/repository); a URL "
+                   "(s3://, gs://, ...) is read through a local mirror in $LIFT3D_CACHE_DIR (~/.cache/lift3d)")
+    p.add_argument("--out", help="card folder (default: OUT/card next to the repository; ./card for a URL)")
     p.add_argument("--qa", help="QA shard folder (default: OUT/qa next to the repository, when present)")
     p.add_argument("--title", help="card title (default: the output folder's name)")
 
@@ -43,7 +44,9 @@ def _run(args: argparse.Namespace) -> int:
         st.add_failure(e)
     for s in iter_qa(paths.qa_dir):
         st.add_qa(s)
-    out = Path(args.out) if args.out else paths.repo_dir.parent / "card"
+    from lifting.storage import is_url
+
+    out = Path(args.out) if args.out else Path("card") if is_url(args.repository) else paths.repo_dir.parent / "card"
     title = args.title or paths.repo_dir.parent.name or "3D repository"
     readme = st.write_card(out, title=title, command=_command(args))
     s = st.summary()

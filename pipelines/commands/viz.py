@@ -30,7 +30,8 @@ def valid_key(key) -> bool:
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--repository", required=True, help="lift output folder (OUT or OUT/repository)")
+    p.add_argument("--repository", required=True, help="lift output folder (OUT or OUT/repository); a URL "
+                   "(s3://, gs://, ...) is read through a local mirror in $LIFT3D_CACHE_DIR (~/.cache/lift3d)")
     p.add_argument("--out", required=True, help="gallery folder to write")
     p.add_argument("--qa", help="QA shard folder (default: OUT/qa next to the repository, when present)")
     p.add_argument("--limit", type=int, default=200, help="images to render (0 = all)")
