@@ -37,6 +37,7 @@ SUITE: dict[str, tuple[list[str], int]] = {
     "bench_eval_viz": (["--images", "400"], 120),
     "bench_eval_baseline": (["--scenes", "12"], 150),
     "bench_real": (["--scenes", "6"], 420),
+    "bench_qa_truth": (["--scenes", "6", "--seeds", "3"], 240),
     "bench_llm": (["--n", "600"], 120),
     "bench_export": ([], 60),
     "bench_depth_gpu": ([], 300),

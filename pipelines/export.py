@@ -25,6 +25,7 @@ from concurrent.futures import ProcessPoolExecutor
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
+from lifting import storage
 from pipelines import sinks
 
 FORMATS = ("n3d-vlm",)
@@ -179,10 +180,11 @@ def export_unit(unit: int, qa_shard: str, repo_shard: str | None, out: str, cfg:
 
 def plan_units(qa_dir: Path, repo_dir: Path) -> list[tuple[int, str, str | None]]:
     """(unit, QA shard, repository shard or None) for every QA shard, by name."""
+    from lifting import storage
     from lifting.repository import list_shards
 
-    repo = {p.name: str(p) for p in list_shards(repo_dir)}
-    return [(int(p.name[6:12]), str(p), repo.get(p.name)) for p in list_shards(qa_dir)]
+    repo = {storage.basename(p): p for p in list_shards(repo_dir)}
+    return [(int(storage.basename(p)[6:12]), p, repo.get(storage.basename(p))) for p in list_shards(qa_dir)]
 
 
 def run_export(qa_dir: Path, repo_dir: Path, out: Path, cfg: ExportConfig, workers: int = 1,
@@ -210,7 +212,7 @@ def finalize_export(out: Path, expected: list[int], cfg: ExportConfig) -> dict:
     totals: dict = {"samples_in": 0, "samples_exported": 0, "rows": 0, "npz_bytes": 0, "cpu_s": 0.0}
     by_reason, by_stage, by_type = Counter(), Counter(), Counter()
     for u in sorted(expected):
-        st = json.loads(sinks.part_path(out, u, "stats.json").read_text())
+        st = json.loads(storage.read_text(sinks.part_path(out, u, "stats.json")))
         for k in totals:
             totals[k] += st[k]
         by_reason.update(st["skipped_by_reason"])
@@ -218,7 +220,7 @@ def finalize_export(out: Path, expected: list[int], cfg: ExportConfig) -> dict:
         by_type.update(st["rows_by_question_type"])
     sinks.write_json_atomic(out / "dataset_info.json", dataset_info(), pretty=True)
     sinks.write_bytes_atomic(out / "errors.jsonl",
-                             b"".join(sinks.part_path(out, u, "errors.jsonl").read_bytes() for u in sorted(expected)))
+                             b"".join(storage.read_bytes(sinks.part_path(out, u, "errors.jsonl")) for u in sorted(expected)))
     stats = {"format": cfg.format, "units": len(expected), **totals, "cpu_s": round(totals["cpu_s"], 3),
              "samples_skipped": sum(by_reason.values()), "skipped_by_reason": dict(sorted(by_reason.items())),
              "rows_by_stage": dict(sorted(by_stage.items())), "rows_by_question_type": dict(sorted(by_type.items())),

@@ -132,3 +132,43 @@ def test_eval_qa_end_to_end(tmp_path, capsys):
     assert cli.main(["viz", "--repository", str(out), "--out", str(tmp_path / "viz"), "--eval", str(report)]) == 0
     page = (tmp_path / "viz" / "index.html").read_text()
     assert "QA truth vs GT" in page and "relation_position" in page.split("QA truth vs GT")[1]
+
+
+def test_uncertain_objects_are_not_compared_within_their_uncertainty():
+    """Two chairs 0.6 m apart side by side: with centres known to 5 cm every left/right
+    question about them is asked; with each centre uncertain by 1 m (quality.uncertainty,
+    as the lifter writes it) none is, unless uncertainty_k is 0."""
+    from lifting.qa.config import Margins
+    from test_qa_scenes import make_object, make_record
+
+    def record(sigma):
+        objs = [make_object("a", "chair", [-0.3, 1.0, 4.0], [0.5, 0.9, 0.5], 0.0, [0.0, 1.0, 0.0]),
+                make_object("b", "table", [0.3, 1.0, 4.0], [0.5, 0.9, 0.5], 0.0, [0.0, 1.0, 0.0])]
+        for o in objs:
+            o["quality"] = {"uncertainty": {"center_m": sigma, "height_log": 0.05, "footprint_log": 0.05}}
+        return make_record("pair", objs, [0.0, 1.0, 0.0])
+
+    def horizontal(rec, k):
+        n = 0
+        for seed in range(40):
+            cfg = QAConfig(seed=seed, families={"relation_position": 1.0}, max_per_family=4,
+                           margins=Margins(uncertainty_k=k))
+            smp = generate_qa(rec, cfg)
+            n += sum(q["params"].get("axis") == "horizontal" for q in (smp or {}).get("questions", []))
+        return n
+
+    assert horizontal(record(0.05), 1.0) > 0
+    assert horizontal(record(1.0), 1.0) == 0
+    assert horizontal(record(1.0), 0.0) > 0
+
+
+def test_box_uncertainty_grows_with_distance_prior_boxes_and_disagreement():
+    from lifting.lift.uncertainty import box_uncertainty
+
+    near, far = box_uncertainty("sparse", False, 10.0), box_uncertainty("sparse", False, 40.0)
+    assert far["center_m"] == pytest.approx(4 * near["center_m"])
+    assert box_uncertainty("sparse", True, 40.0)["center_m"] > far["center_m"]
+    assert box_uncertainty("stereo", False, 40.0)["center_m"] > far["center_m"]
+    bad = box_uncertainty("sparse", False, 40.0, disagreement=1.0)
+    assert bad["center_m"] > 10 * far["center_m"] and bad["footprint_log"] > 1.0
+    assert box_uncertainty("dense", False, 0.2)["center_m"] == pytest.approx(0.05)  # the floor

@@ -20,6 +20,7 @@ from lifting.lift.config import LiftConfig
 from lifting.lift.filters import check_box, check_pixels, is_specific
 from lifting.lift.fit import fit_box, quantiles
 from lifting.lift.gravity import GravityEstimate, estimate_gravity, sample_points
+from lifting.lift.uncertainty import box_uncertainty
 from lifting.lift.pixels import box_slices, hidden_edges, object_points, valid_and_edges
 from lifting.masks import crop_to_content, decode_segmentation_crop
 from lifting.records import SCHEMA_VERSION, ImageRecord, Object2D
@@ -218,6 +219,13 @@ def lift_image(record: ImageRecord, depth: np.ndarray, K: np.ndarray, *, K_sourc
                 entry["quality"].update(alt["quality"])
         if reason is None:
             entry["status"] = "kept"
+            c = entry["box3d"]["center_cam"]
+            geo = _geo_distance(o, K, floor, cfg, priors, (W, H))
+            # the box's near side against where its 2D box and size prior put it (beyond 2 sigma)
+            near = float(c[2]) - 0.5 * min(entry["box3d"]["dimensions"][0], entry["box3d"]["dimensions"][2])
+            dis = 0.0 if geo is None or near <= 0 else max(0.0, abs(math.log(near / geo[0])) - 2.0 * geo[1])
+            entry["quality"]["uncertainty"] = box_uncertainty(
+                depth_kind, entry["quality"].get("box_from") == "size_prior", math.sqrt(sum(v * v for v in c)), dis)
         else:
             entry["reason"] = reason
         reasons[reason or "kept"] += 1

@@ -47,6 +47,12 @@ class Margins:
     numeric_min_m: a numeric answer in metres (a distance, a size) smaller than this is not
         asked: real lifting errors are ~0.1 m, so a 7 cm offset cannot be answered, or
         graded within a relative tolerance.
+    uncertainty_k: questions robust to the lifting error: each comparison's absolute margin
+        is raised to k times the 1-sigma of its difference, from the referenced objects'
+        `quality.uncertainty` (lifting/lift/uncertainty.py; records without it count 0);
+        clock positions keep k sigmas of angle from a half hour; 0 switches it off.
+    numeric_rel_sigma: a numeric answer is asked only when k times its 1-sigma is at most
+        this fraction of the value.
     """
 
     position_m: float = 0.15
@@ -58,6 +64,8 @@ class Margins:
     distance_rel: float = 0.10
     clock_deg: float = 5.0
     numeric_min_m: float = 0.25
+    uncertainty_k: float = 1.0
+    numeric_rel_sigma: float = 0.15
 
 
 @dataclass(frozen=True)

@@ -188,7 +188,7 @@ def _pair_relation(ctx: Ctx, family: str, axes: tuple, variants: tuple, view, vp
         if sig in ctx.used:
             continue
         d, scale, kind = s.axis_diff(axis, a, b, view)
-        if not s.is_separated(d, scale, kind):
+        if not s.is_separated(d, scale, kind, s.uncertainty(axis, a, b)):
             ctx.used.add(sig)
             continue
         ctx.used.add(sig)
@@ -263,7 +263,7 @@ def metric_distance(ctx: Ctx):
             raw = math.sqrt(dx * dx + dz * dz)
         else:
             raw = abs(dy)
-        if raw < ctx.m.numeric_min_m:
+        if raw < ctx.m.numeric_min_m or ctx.m.uncertainty_k * math.hypot(a.sc, b.sc) > ctx.m.numeric_rel_sigma * raw:
             continue  # below what the lifting resolves: a relative tolerance cannot grade it
         q: dict = {"pa": [ctx.fmt(a.x), ctx.fmt(a.y), ctx.fmt(a.z)], "pb": [ctx.fmt(b.x), ctx.fmt(b.y), ctx.fmt(b.z)],
                    "dx": ctx.fmt(dx), "dy": ctx.fmt(dy), "dz": ctx.fmt(dz)}
@@ -287,7 +287,8 @@ def metric_object(ctx: Ctx):
             continue
         ctx.used.add(sig)
         raw = {"width": a.w, "height": a.h, "length": a.l, "camera_distance": a.r}[quantity]
-        if raw < ctx.m.numeric_min_m:
+        sigma = {"width": a.w * a.sf, "height": a.h * a.sh, "length": a.l * a.sf, "camera_distance": a.sc}[quantity]
+        if raw < ctx.m.numeric_min_m or ctx.m.uncertainty_k * sigma > ctx.m.numeric_rel_sigma * raw:
             continue  # below what the lifting resolves: a relative tolerance cannot grade it
         q: dict = {"pa": [ctx.fmt(a.x), ctx.fmt(a.y), ctx.fmt(a.z)]}
         ctx.obj(q, "a", a)
@@ -320,9 +321,11 @@ def direction_clock(ctx: Ctx):
             continue
         ctx.used.add(sig)
         right, fwd = view_coords(ex, ez, CAMERA_VIEW)
-        if math.hypot(right, fwd) < m.position_m:
+        dist = math.hypot(right, fwd)
+        if dist < m.position_m:
             continue
-        hour, theta = clock_hour(right, fwd, m.clock_deg)
+        sigma = b.sc if a is None else math.hypot(a.sc, b.sc)
+        hour, theta = clock_hour(right, fwd, m.clock_deg + _angle_sigma_deg(m.uncertainty_k * sigma, dist))
         if hour is None:
             continue
         q: dict = {"right": ctx.fmt(right), "fwd": ctx.fmt(fwd), "theta": f"{theta:.0f}", "hour": hour}
@@ -357,7 +360,8 @@ def multi_order(ctx: Ctx):
         ctx.used.add(sig)
         key, kind = _CRITERIA[criterion]
         order = sorted(objs, key=key, reverse=direction == "descending")
-        if not all(s.is_separated(key(p) - key(n), max(key(p), key(n)), kind) for p, n in zip(order, order[1:])):
+        if not all(s.is_separated(key(p) - key(n), max(key(p), key(n)), kind, s.uncertainty(criterion, p, n))
+                   for p, n in zip(order, order[1:])):
             continue
         fmt = ctx.fmt_vol if criterion == "volume" else ctx.fmt
         q = {"names": [o.ref[0] for o in objs], "boxes": [s.bbox(o) for o in objs],
@@ -392,7 +396,7 @@ def multi_extreme(ctx: Ctx):
         if best.ref is None or best.oid in s.behind:
             continue
         db, ds = dist[best.oid], dist[second.oid]
-        if not s.is_separated(db - ds, max(db, ds), "distance"):
+        if not s.is_separated(db - ds, max(db, ds), "distance", s.uncertainty("distance", best, second)):
             continue
         q: dict = {"extreme": extreme, "answer": best.ref[0], "answer_dist": ctx.fmt(db)}
         ctx.obj(q, "x", x)
@@ -433,7 +437,8 @@ def multi_count(ctx: Ctx):
             sig = ("multi_count", x.oid, shown)
             if sig in ctx.used:
                 continue
-            if not all(separated(d - radius_m, max(d, radius_m), m.distance_m, m.distance_rel) for d in dists):
+            if not all(separated(d - radius_m, max(d, radius_m), max(m.distance_m, m.uncertainty_k * s.uncertainty(
+                    "distance", x, o)), m.distance_rel) for d, o in zip(dists, others)):
                 continue
             ctx.used.add(sig)
             count = sum(1 for d in dists if d < radius_m)
@@ -446,6 +451,13 @@ def multi_count(ctx: Ctx):
 
 
 # -- viewpoint of an object ---------------------------------------------------------------
+
+def _angle_sigma_deg(sigma_m: float, dist_m: float) -> float:
+    """Direction uncertainty (degrees) of a point `dist_m` away known to `sigma_m` (metres);
+    clock_hour() then keeps it away from a half-hour boundary (at most 15 degrees: beyond,
+    no hour is asked)."""
+    return min(15.0, math.degrees(math.atan2(sigma_m, dist_m))) if sigma_m > 0 else 0.0
+
 
 def _ego(a: Obj, b: Obj, c: Obj):
     """Viewer at a facing b: (view (f_x, f_z), facing length, right and forward offsets of c)."""
@@ -474,9 +486,11 @@ def viewpoint_object(ctx: Ctx):
         if n < m.position_m:
             continue
         if variant == "clock":
-            if math.hypot(right, fwd) < m.position_m:
+            dist = math.hypot(right, fwd)
+            if dist < m.position_m:
                 continue
-            hour, theta = clock_hour(right, fwd, m.clock_deg)
+            sigma = m.uncertainty_k * math.hypot(a.sc, c.sc)
+            hour, theta = clock_hour(right, fwd, m.clock_deg + _angle_sigma_deg(sigma, dist))
             if hour is None:
                 continue
             value, unit, form = hour, "o'clock", "open"
@@ -489,7 +503,8 @@ def viewpoint_object(ctx: Ctx):
                 if n < m.position_m:
                     continue
                 d = right
-            if not separated(d, max(a.r, c.r), m.position_m, m.position_rel):
+            if not separated(d, max(a.r, c.r), max(m.position_m, m.uncertainty_k * math.hypot(a.sc, c.sc)),
+                             m.position_rel):
                 continue
             pos, neg = EGO_AXES[axis]
             holds = pos if d > 0 else neg

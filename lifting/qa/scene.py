@@ -62,9 +62,10 @@ class Obj:
     The box's own x / z axes are whatever the lifter chose (across / along the view for a
     fitted box); no viewer can tell them apart, so questions use the sorted sides."""
 
-    __slots__ = ("oid", "category", "index", "box3d", "x", "y", "z", "w", "h", "l", "V", "r", "ref", "_bbox")
+    __slots__ = ("oid", "category", "index", "box3d", "x", "y", "z", "w", "h", "l", "V", "r", "ref", "_bbox",
+                 "sc", "sh", "sf")
 
-    def __init__(self, oid, category, index, box3d, p, dims):
+    def __init__(self, oid, category, index, box3d, p, dims, uncertainty=None):
         self.oid, self.category, self.index, self.box3d = oid, category, index, box3d
         self.x, self.y, self.z = p
         sx, self.h, sz = dims
@@ -73,6 +74,12 @@ class Obj:
         self.r = math.sqrt(self.x * self.x + self.y * self.y + self.z * self.z)
         self.ref = None  # (text, rule) when referable
         self._bbox = None
+        # 1-sigma lifting errors (quality.uncertainty, lifting/lift/uncertainty.py): centre
+        # (metres), height and footprint sides (|log| ratio); 0 when the record has none
+        u = uncertainty or {}
+        self.sc = float(u.get("center_m") or 0.0)
+        self.sh = float(u.get("height_log") or 0.0)
+        self.sf = float(u.get("footprint_log") or 0.0)
 
 
 def separated(d: float, scale: float, abs_m: float, rel: float) -> bool:
@@ -136,7 +143,8 @@ class Scene:
             cx, cy, cz = (float(v) for v in o["box3d"]["center_cam"])
             p = [cx * G[0][j] + cy * G[1][j] + cz * G[2][j] for j in range(3)]  # xyz_grav = xyz_cam @ G
             dims = [float(v) for v in o["box3d"]["dimensions"]]
-            self.objects.append(Obj(str(o["object_id"]), str(o["category"]), i, o["box3d"], p, dims))
+            self.objects.append(Obj(str(o["object_id"]), str(o["category"]), i, o["box3d"], p, dims,
+                                    (o.get("quality") or {}).get("uncertainty")))
         self.by_id = {o.oid: o for o in self.objects}
         self.categories: dict[str, list[Obj]] = {}
         for o in self.objects:
@@ -159,10 +167,11 @@ class Scene:
                                     ("nearest", lambda o: o.r, "distance"), ("farthest", lambda o: -o.r, "distance")):
                 s = sorted(group, key=key)
                 first, second = s[0], s[1]
+                sigma = m.uncertainty_k * math.hypot(first.sc, second.sc)
                 if kind == "position":
-                    ok = separated(first.x - second.x, max(first.r, second.r), m.position_m, m.position_rel)
+                    ok = separated(first.x - second.x, max(first.r, second.r), max(m.position_m, sigma), m.position_rel)
                 else:
-                    ok = separated(first.r - second.r, max(first.r, second.r), m.distance_m, m.distance_rel)
+                    ok = separated(first.r - second.r, max(first.r, second.r), max(m.distance_m, sigma), m.distance_rel)
                 if ok:
                     rules.setdefault(first.oid, []).append(rule)
             for o in group:
@@ -213,9 +222,28 @@ class Scene:
             return a.w - b.w, max(a.w, b.w), "size"
         raise KeyError(axis)
 
-    def is_separated(self, d: float, scale: float, kind: str) -> bool:
-        abs_m, rel = margin_of(kind, self.config.margins)
-        return separated(d, scale, abs_m, rel)
+    def is_separated(self, d: float, scale: float, kind: str, sigma: float = 0.0) -> bool:
+        """`separated` with the margins of `kind`, the absolute one raised to
+        `margins.uncertainty_k` times `sigma` (the 1-sigma of d from the objects' lifting
+        uncertainties, `uncertainty`)."""
+        m = self.config.margins
+        abs_m, rel = margin_of(kind, m)
+        return separated(d, scale, max(abs_m, m.uncertainty_k * sigma), rel)
+
+    @staticmethod
+    def uncertainty(axis: str, a: Obj, b: Obj) -> float:
+        """1-sigma of `axis_diff(axis, a, b)` (or of a distance difference, axis "distance" /
+        "camera_distance") from the two objects' lifting uncertainties, independent errors:
+        metres for positions, distances and sizes, m^3 for volume."""
+        if axis in ("horizontal", "depth", "vertical", "distance", "camera_distance"):
+            return math.hypot(a.sc, b.sc)
+        if axis == "height":
+            return math.hypot(a.h * a.sh, b.h * b.sh)
+        if axis == "width":
+            return math.hypot(a.w * a.sf, b.w * b.sf)
+        if axis == "volume":
+            return math.hypot(a.V * math.hypot(a.sh, a.sf * math.sqrt(2.0)), b.V * math.hypot(b.sh, b.sf * math.sqrt(2.0)))
+        raise KeyError(axis)
 
     @staticmethod
     def distance(a: Obj, b: Obj) -> float:
