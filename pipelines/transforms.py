@@ -385,6 +385,7 @@ class LiftFn(beam.DoFn):
         n_in = len(rec.get("objects") or [])
         res = self._lift(item, rec)
         res.n_objects = n_in  # objects of the input record, whatever became of the image
+        res.depth_path = rec.get("depth_path")
         return res
 
     def _lift(self, item, rec) -> ImageResult:
