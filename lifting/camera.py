@@ -82,8 +82,27 @@ def crop_K(K: np.ndarray, x0: float, y0: float) -> np.ndarray:
     return out
 
 
+#: The steepest ray a pinhole K may give inside its image: |u - cx| / fx and |v - cy| / fy at
+#: most tan(87.5 deg) (a 175 deg field of view). A smaller positive focal length (fx = 1e-4)
+#: is not a camera: it throws the points of a 1 m depth ~10^6 m sideways, and every metric
+#: grid of the lifting core (voxels, histograms) would grow with that extent.
+MAX_RAY_SLOPE = 22.9
+
+
+def ray_slope(K: np.ndarray, width: int, height: int) -> float:
+    """The largest |u - cx| / fx or |v - cy| / fy over the image's pixel edges (K (3, 3), pixels)."""
+    return max(max(abs(K[0, 2]), abs(width - K[0, 2])) / K[0, 0],
+               max(abs(K[1, 2]), abs(height - K[1, 2])) / K[1, 1])
+
+
 def validate_K(K, width: int | None = None, height: int | None = None) -> str | None:
-    """Return a reason code when K is unusable, else None."""
+    """Return a reason code when K is unusable, else None.
+
+    Reasons: `bad_intrinsics_shape`, `bad_intrinsics_nonfinite`, `bad_intrinsics_focal`
+    (fx or fy <= 0) and, with the image size, `bad_intrinsics_principal_point` and
+    `bad_intrinsics_fov` (a ray steeper than `MAX_RAY_SLOPE`: a focal length too small for
+    the image).
+    """
     try:
         K = _check_K(K)
     except (ValueError, TypeError):
@@ -95,6 +114,8 @@ def validate_K(K, width: int | None = None, height: int | None = None) -> str | 
     if width is not None and height is not None:
         if not (-width <= K[0, 2] <= 2 * width and -height <= K[1, 2] <= 2 * height):
             return "bad_intrinsics_principal_point"
+        if ray_slope(K, width, height) > MAX_RAY_SLOPE:
+            return "bad_intrinsics_fov"
     return None
 
 

@@ -29,6 +29,15 @@ import numpy as np
 
 #: A polygon needs at least three vertices.
 MIN_POLYGON_COORDS = 6
+#: pycocotools' rasteriser (`rleFrPoly`) upsamples every polygon 5x and allocates memory for
+#: one entry per step along each edge, in C ints, without any check: a vertex at 1e12 px makes
+#: it allocate terabytes or write out of bounds (a segfault that ends the whole process). So
+#: a polygon reaches it only when (a) every vertex lies within the image extended by its own
+#: size on each side (`mask_polygon_out_of_range`) and (b) the steps it will allocate,
+#: sum over edges of 5 * max(|dx|, |dy|) + 1, stay within this budget
+#: (`mask_polygon_too_complex`; about 24 bytes each: <= ~400 MB). A COCO polygon of a
+#: 640x480 image costs at most a few tens of thousands of steps.
+MAX_POLYGON_STEPS = 16_000_000
 
 
 def _rle_string_to_counts_py(s: str | bytes) -> list[int]:
@@ -183,9 +192,10 @@ def _validate_rle(seg: dict, height: int, width: int) -> str | None:
     return None
 
 
-def _validate_polygons(seg: list) -> str | None:
+def _validate_polygons(seg: list, height: int, width: int) -> str | None:
     if len(seg) == 0:
         return "mask_empty"
+    steps, far, outside = 0.0, False, 0
     for poly in seg:
         if not isinstance(poly, (list, tuple)):
             return "mask_malformed"
@@ -197,6 +207,19 @@ def _validate_polygons(seg: list) -> str | None:
             return "mask_polygon_too_few_points"
         if not all(map(math.isfinite, poly)):
             return "mask_polygon_nonfinite"
+        xy = np.asarray(poly, dtype=np.float64).reshape(-1, 2)
+        lo, hi = xy.min(axis=0), xy.max(axis=0)
+        if hi[0] <= 0 or hi[1] <= 0 or lo[0] >= width or lo[1] >= height:
+            outside += 1  # covers no pixel whatever its coordinates
+        if lo[0] < -width or hi[0] > 2.0 * width or lo[1] < -height or hi[1] > 2.0 * height:
+            far = True
+            continue
+        d = np.abs(np.diff(np.vstack([xy, xy[:1]]), axis=0)) * 5.0
+        steps += float(np.sum(np.maximum(d[:, 0], d[:, 1]) + 1.0))
+        if steps > MAX_POLYGON_STEPS:
+            return "mask_polygon_too_complex"
+    if far:  # may not be rasterised; entirely outside the image it would have covered nothing
+        return "mask_empty" if outside == len(seg) else "mask_polygon_out_of_range"
     return None
 
 
@@ -227,15 +250,17 @@ def validate_segmentation(seg: Any, height: int, width: int, check_area: bool = 
             mask covers no pixel of the image (e.g. a polygon entirely outside it).
 
     Reasons: `mask_malformed`, `mask_empty`, `mask_polygon_too_few_points`,
-    `mask_polygon_odd_length`, `mask_polygon_nonfinite`, `mask_rle_size_mismatch`,
-    `mask_rle_counts_mismatch`.
+    `mask_polygon_odd_length`, `mask_polygon_nonfinite`, `mask_polygon_out_of_range` (a
+    vertex farther outside the image than its own size), `mask_polygon_too_complex` (over
+    `MAX_POLYGON_STEPS` of rasterisation work), `mask_rle_size_mismatch`,
+    `mask_rle_counts_mismatch`. Nothing reaches pycocotools' C code before these checks.
     """
     if seg is None:
         return None
     if isinstance(seg, dict):
         reason = _validate_rle(seg, height, width)
     elif isinstance(seg, list):
-        reason = _validate_polygons(seg)
+        reason = _validate_polygons(seg, int(height), int(width))
     else:
         return "mask_malformed"
     if reason is not None or not check_area:
@@ -347,7 +372,9 @@ def encode_mask(mask: np.ndarray) -> dict:
 
 
 def segmentation_area(seg: Any, height: int, width: int) -> int:
-    """Number of mask pixels (inside the image) of a valid COCO segmentation."""
+    """Number of mask pixels (inside the image) of a valid COCO segmentation (ValueError(reason)
+    for one that may not reach pycocotools, see `validate_segmentation`)."""
     from pycocotools import mask as mask_utils
 
+    _require_valid(seg, height, width)
     return int(mask_utils.area(_to_rle(seg, height, width)))

@@ -11,6 +11,7 @@ a polygon list or an RLE dict) and decoded by `lifting.masks` only where needed.
 """
 from __future__ import annotations
 
+import hashlib
 import re
 from dataclasses import asdict, dataclass, field, fields
 from typing import Any
@@ -23,9 +24,18 @@ _KEY_BAD = re.compile(r"[^A-Za-z0-9_-]+")
 def make_key(source: str, image_id: Any) -> str:
     """Shard key for an image: `{source}_{image_id}` with anything but [A-Za-z0-9_-] replaced.
 
-    WebDataset splits member names at the first dot, so keys never contain one.
+    WebDataset splits member names at the first dot, so keys never contain one. When the
+    text had to change (dots, slashes, spaces, any non-ASCII letter), the first 10 hex digits
+    of the SHA-1 of the exact text are appended: `猫.jpg` and `犬.jpg` (both `-jpg` once
+    replaced) get distinct keys, and the same id always gets the same key. Ids that are
+    already safe (COCO's integers, OpenImages' hex ids) keep the plain form.
     """
-    return _KEY_BAD.sub("-", f"{source}_{image_id}").strip("-")
+    text = f"{source}_{image_id}"
+    key = _KEY_BAD.sub("-", text).strip("-")
+    if key == text:
+        return key
+    digest = hashlib.sha1(text.encode("utf-8", "surrogatepass")).hexdigest()[:10]
+    return f"{key}-{digest}" if key else digest
 
 
 @dataclass

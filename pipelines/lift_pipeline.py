@@ -588,8 +588,19 @@ def run_lift(s: opt.Settings, test_pipeline=None, lift_fn=None, stream=None) -> 
                             segmenter_used=models.segmenter_used, segmenter_fallback=models.segmenter_fallback)
     identity = {"config": config, "input_sha256": plan.fingerprint, "units": len(plan.units),
                 "lift3d": versions({})["lift3d"]}
+    with sinks.output_lock(root):  # one run at a time per output folder, and only a lift3d one
+        return _lift_locked(s, plan, models, root, config, identity, test_pipeline, lift_fn, stream)
+
+
+def _lift_locked(s: opt.Settings, plan: Plan, models: Models, root: str, config: dict, identity: dict,
+                 test_pipeline, lift_fn, stream) -> dict:
+    """run_lift's work once the output lock is held: resume, run, finalize."""
     sinks.prepare_output(root, identity, overwrite=s.output.overwrite)
     done = sinks.done_units(root)
+    retry = sinks.units_with_changed_inputs(root, done)
+    if retry:
+        log.info("%d finished unit(s) have failed images whose files changed since: running them again", len(retry))
+        done -= retry
     todo = [u for u in plan.units if u.unit_id not in done]
     if done:
         log.info("resuming: %d of %d units already done", len(plan.units) - len(todo), len(plan.units))

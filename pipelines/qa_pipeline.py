@@ -106,6 +106,14 @@ def run_qa(s: opt.Settings, test_pipeline=None, qa_fn=None, rephraser_factory=No
     config = {"qa_config": s.qa_config, "rephrase": rcfg, "benchmark": n_bench, "heldout_fraction": heldout}
     identity = {"config": config, "input_sha256": _fingerprint(repo, units), "units": len(units),
                 "lift3d": versions({})["lift3d"]}
+    with sinks.output_lock(out):  # one run at a time per output folder, and only a lift3d one
+        return _qa_locked(s, repo, out, units, config, identity, rcfg, qcfg, n_bench, heldout, test_pipeline,
+                          qa_fn, rephraser_factory, stream)
+
+
+def _qa_locked(s, repo, out, units, config, identity, rcfg, qcfg, n_bench, heldout, test_pipeline, qa_fn,
+               rephraser_factory, stream) -> dict:
+    """run_qa's work once the output lock is held: resume, run, finalize."""
     sinks.prepare_output(out, identity, overwrite=s.output.overwrite)
     done = sinks.done_units(out)
     todo = [u for u in units if u[0] not in done]

@@ -30,6 +30,7 @@ bundle and cannot give one shard per unit with a done-marker; writing from a DoF
 """
 from __future__ import annotations
 
+import contextlib
 import functools
 import hashlib
 import io
@@ -233,15 +234,66 @@ def record_error(record: dict, name: str) -> str | None:
 # Run state: configuration check, done units, clean-up of temporaries.
 
 
+LOCK_FILE = "_lock"
+
+
+def check_owned(root) -> None:
+    """OutputConflict unless `root` is missing, empty, or a lift3d output (it holds
+    `_parts/`, where every run writes its identity and lock first).
+
+    lift3d removes temporaries and rewrites manifest.json, stats.json, errors/ and shards in
+    its output: in a folder of the user's that would delete or overwrite their files."""
+    root = os.fspath(root)
+    if not storage.isdir(root):
+        if storage.exists(root):
+            raise OutputConflict(f"{root} is a file, not an output folder; use another --out")
+        return
+    names = [storage.basename(p.rstrip("/")) for p in storage.listdir(root)]
+    if names and PARTS not in names:
+        shown = ", ".join(sorted(names)[:3]) + (", ..." if len(names) > 3 else "")
+        raise OutputConflict(f"{root} already holds files that are not a lift3d output ({shown}); "
+                             "lift3d will not write into it: use another --out")
+
+
+@contextlib.contextmanager
+def output_lock(root):
+    """Hold the exclusive lock of output folder `root` for one run (OutputConflict at once,
+    one line, when another run holds it; `check_owned` first).
+
+    Local folders: `flock` on `root/_parts/_lock`, released when the run ends or its process
+    dies (kill -9 included), so a stale lock never blocks a later run. Object stores have no
+    lock primitive; there the identity check of `prepare_output` is the only guard."""
+    root = os.fspath(root)
+    check_owned(root)
+    if storage.is_url(root):
+        yield
+        return
+    import fcntl
+
+    os.makedirs(os.path.join(root, PARTS), exist_ok=True)
+    fd = os.open(os.path.join(root, PARTS, LOCK_FILE), os.O_RDWR | os.O_CREAT, 0o644)
+    try:
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            raise OutputConflict(f"another lift3d run is writing to {root}; wait for it to finish "
+                                 "or use another --out") from None
+        yield
+    finally:
+        os.close(fd)  # closing releases the flock
+
+
 def prepare_output(root, run_identity: dict, overwrite: bool = False) -> None:
     """Create `root` (local or URL), remove temporaries of a killed run, and pin the run identity.
 
     run_identity: JSON-ready dict of everything that changes the output (config, input
     description, code version). A folder made with a different identity raises
     OutputConflict unless `overwrite`, in which case its finished units are discarded.
+    A folder that is not a lift3d output is refused even with `overwrite` (`check_owned`).
     Only local folders can hold temporaries (`storage.atomic_write` uploads whole files).
     """
     root = os.fspath(root)
+    check_owned(root)
     storage.makedirs(root)
     if not storage.is_url(root):
         removed = 0
@@ -278,6 +330,50 @@ def done_units(root) -> set[int]:
         except ValueError:
             continue
     return out
+
+
+def input_stamps(paths: Iterable[str | None]) -> dict:
+    """{path: storage.signature(path)[1:] or None when it cannot be read} of the given input files."""
+    out = {}
+    for p in paths:
+        if p and p not in out:
+            try:
+                out[p] = storage.signature(p)[1:]
+            except (OSError, ValueError):
+                out[p] = None
+    return out
+
+
+def units_with_changed_inputs(root, units: Iterable[int]) -> set[int]:
+    """Done units whose failed images' input files changed since the unit was written (size
+    or mtime / ETag, `failed_inputs` of its done-marker): a re-run does them again, so an image
+    the user repaired is retried, while units whose failures did not change are kept."""
+    out = set()
+    for u in units:
+        stamps = read_json(part_path(root, u, "stats.json")).get("failed_inputs") or {}
+        if stamps and input_stamps(stamps) != stamps:
+            out.add(u)
+    return out
+
+
+def remove_stale_units(root, expected: Iterable[int]) -> int:
+    """Remove `shard-N.tar` and `_parts/shard-N.*` of every unit N not in `expected` (left by an
+    earlier run with more units): a trainer globbing shard-*.tar would read them. Returns how many."""
+    root = os.fspath(root)
+    keep = set(expected)
+    removed = 0
+    for pattern in (storage.join(root, "shard-*.tar"), storage.join(root, PARTS, "shard-*")):
+        for p in storage.glob(pattern):
+            try:
+                unit = int(storage.basename(p)[6:12])
+            except ValueError:
+                continue
+            if unit not in keep:
+                storage.remove(p)
+                removed += 1
+    if removed:
+        log.info("%s: removed %d file(s) of units that this run does not have", root, removed)
+    return removed
 
 
 def part_path(root, unit_id: int, suffix: str) -> str:
@@ -352,6 +448,7 @@ class ImageResult:
     depth_png: optional 16-bit depth PNG (millimetres) to store as KEY.depth.png.
     n_objects: objects of the *input* record (before lifting), so that the objects of an
     image that fails are still counted; None = unknown (then the record's objects, or 0).
+    depth_path: the record's depth file, if any (stamped with the image when it fails).
     """
 
     key: str
@@ -361,6 +458,7 @@ class ImageResult:
     image_path: str | None = None
     depth_png: bytes | None = None
     n_objects: int | None = None
+    depth_path: str | None = None
 
 
 def write_repository_unit(root, unit_id: int, results: Iterable[ImageResult],
@@ -379,7 +477,7 @@ def write_repository_unit(root, unit_id: int, results: Iterable[ImageResult],
     """
     shard = shard_name(unit_id)
     results = sorted(results, key=lambda r: r.key)
-    samples, rows, rejected, errors = [], [], [], []
+    samples, rows, rejected, errors, failed_paths = [], [], [], [], []
     images = Counter()
     objects = Counter()
     failed_by_reason, rejected_by_reason, objects_failed_by_reason = Counter(), Counter(), Counter()
@@ -404,6 +502,7 @@ def write_repository_unit(root, unit_id: int, results: Iterable[ImageResult],
             if n_in:
                 objects_failed_by_reason[err["reason"]] += n_in
             errors.append({"key": r.key, "level": "image", **err})
+            failed_paths += [r.image_path, r.depth_path]
             continue
         images[status] += 1
         if status == "rejected":
@@ -438,6 +537,8 @@ def write_repository_unit(root, unit_id: int, results: Iterable[ImageResult],
         "objects_in": objects["in"],
         "objects_of_failed_images_by_reason": dict(objects_failed_by_reason),
     }
+    if failed_paths:  # a re-run retries the unit once one of these files changes
+        stats["failed_inputs"] = input_stamps(sorted(p for p in failed_paths if p))
     write_json_atomic(part_path(root, unit_id, "stats.json"), stats)  # last: marks the unit done
     return stats
 
@@ -478,6 +579,7 @@ def finalize_repository(root, *, config: dict, versions: dict, expected_units: I
     """
     root = os.fspath(root)
     expected = _check_done(root, expected_units)
+    remove_stale_units(root, expected)
     source_errors = sorted(source_errors or [], key=canonical_json)
     images = {"in": 0, "lifted": 0, "rejected": 0, "failed": 0}
     objects = {"total": 0, "kept": 0, "rejected": 0}
@@ -658,6 +760,7 @@ def finalize_qa(root, *, config: dict, versions: dict, expected_units: Iterable[
     (`extra`: further JSON-ready entries of stats.json, e.g. the benchmark summary)."""
     root = os.fspath(root)
     expected = _check_done(root, expected_units)
+    remove_stale_units(root, expected)
     totals = {"samples": 0, "samples_invalid": 0, "questions": 0}
     families, counts, shard_infos = {}, {}, []
     for unit_id in expected:

@@ -82,8 +82,37 @@ def canvas_key(backend: str, options: dict, width: int | None, height: int | Non
     return f"{int(height)}x{int(width)}"
 
 
+#: Budget of a depth model's input: its canvas may hold at most this many times
+#: input_size**2 pixels. Depth Anything resizes the *short* side to input_size, so a 600x2
+#: image would become a 518x155,400 canvas (minutes of CPU and GBs for one image); such an
+#: image fails as `image_aspect_unsupported` before it is decoded or batched.
+MAX_CANVAS_AREA = 8
+
+
+def depth_input_problem(backend: str, options: dict, width: int | None, height: int | None) -> str | None:
+    """Why a W x H image cannot go through depth backend `backend` within the input budget
+    (`MAX_CANVAS_AREA`), as one line, or None. Unknown sizes are left to decoding."""
+    if not width or not height or not backend.startswith("depth-anything-v2"):
+        return None  # Depth Pro resizes to one square; MoGe bounds its own token count
+    from lifting.models.depth import plan_letterbox
+
+    size = int(options.get("input_size") or 518)
+    try:
+        lb = plan_letterbox(int(height), int(width), size, options.get("resize_mode", "short_side"), 14,
+                            options.get("bucket", 56))
+    except ValueError as e:
+        return str(e)
+    if lb.canvas_h * lb.canvas_w > MAX_CANVAS_AREA * size * size:
+        return (f"{width}x{height} image needs a {lb.canvas_w}x{lb.canvas_h} depth-model canvas "
+                f"(> {MAX_CANVAS_AREA} x {size}^2 pixels; aspect ratio too extreme)")
+    return None
+
+
 class ReadUnitBatchesFn(beam.DoFn):
     """Unit -> lists of at most `batch_size` items that share a depth-model canvas.
+
+    An image over the depth model's input budget (`depth_input_problem`) comes out alone,
+    already failed (`image_aspect_unsupported`), and is never decoded.
 
     Items are grouped by `canvas_key(backend, options, width, height)` in the unit's key
     order; a record without a stored size gets it from the image header (no decoding).
@@ -104,9 +133,15 @@ class ReadUnitBatchesFn(beam.DoFn):
                     w, h = image_size(rec["image_path"])
                 except InputError:
                     w = h = None  # decoding will fail it with its reason
+            item = {"unit": unit.unit_id, "record": rec, "error": None}
+            why = depth_input_problem(self.backend, self.options, w, h)
+            if why:  # alone in its batch; DecodeBatchFn passes it on as failed
+                _count("failed_image_aspect_unsupported")
+                yield [failed_item(item, "image_aspect_unsupported", why, "depth")]
+                continue
             key = canvas_key(self.backend, self.options, w, h)
             group = groups.setdefault(key, [])
-            group.append({"unit": unit.unit_id, "record": rec, "error": None})
+            group.append(item)
             if len(group) == self.batch_size:
                 yield group
                 groups[key] = []
@@ -138,11 +173,26 @@ def with_image_size(rec: dict, width: int, height: int) -> dict:
     return {**vars(r), "objects": [dict(vars(o)) for o in r.objects]}
 
 
+def size_mismatch(rec: dict, width: int, height: int) -> str | None:
+    """Why the image as displayed (W x H pixels, EXIF orientation applied) does not match the
+    size its record states, or None (also when the record states none, as OpenImages').
+
+    Boxes, masks and K are in the frame of the stated size: lifting them on an image of
+    another size, or storing the image resized to it, would mislabel every object silently.
+    """
+    rw, rh = rec.get("width"), rec.get("height")
+    if not rw or not rh or (int(rw), int(rh)) == (int(width), int(height)):
+        return None
+    hint = " (the stated size is the stored pixels before EXIF rotation)" if (rw, rh) == (height, width) else ""
+    return f"image is {width}x{height} as displayed, the annotations say {rw}x{rh}{hint}"
+
+
 def decode_item(item: dict, max_pixels: int | None) -> dict:
     """`item` with 'image' (H, W, 3) uint8 RGB (EXIF applied), the record's size set to it
     (normalised OpenImages boxes converted to pixels, see `with_image_size`), 'K' (3, 3)
     float64 from the record or None and 'focal_35mm' (EXIF, mm) when K is None;
-    or the item failed at stage `decode` with the reader's reason code."""
+    or the item failed at stage `decode` with the reader's reason code, or with
+    `image_size_mismatch` when the record states another size (`size_mismatch`)."""
     from lifting.sources.image_io import InputError, read_exif_focal_35mm, read_image
 
     rec = item["record"]
@@ -152,6 +202,10 @@ def decode_item(item: dict, max_pixels: int | None) -> dict:
         _count(f"failed_{e.reason}")
         return failed_item(item, e.reason, e.detail, "decode")
     h, w = img.shape[:2]
+    why = size_mismatch(rec, w, h)
+    if why:
+        _count("failed_image_size_mismatch")
+        return failed_item(item, "image_size_mismatch", why, "decode")
     rec = with_image_size(rec, w, h)
     K = np.asarray(rec["K"], dtype=np.float64) if rec.get("K") is not None else None
     f35 = read_exif_focal_35mm(rec["image_path"]) if K is None else None
@@ -170,7 +224,7 @@ class DecodeBatchFn(beam.DoFn):
     def process(self, batch):
         ok = []
         for item in batch:
-            out = decode_item(item, self.max_pixels)
+            out = item if item.get("error") else decode_item(item, self.max_pixels)
             if out.get("error"):
                 yield beam.pvalue.TaggedOutput(self.FAILED, out)
             else:
@@ -250,8 +304,9 @@ class PrepareSensorFn(beam.DoFn):
     The colour image is not decoded here (lifting needs only its size); it is decoded once,
     when its shard is written (`load_jpg`), and an image that does not decode fails there
     with the reader's reason. Failures here (reason codes of lifting.sources.depth_io /
-    image_io, plus `intrinsics_missing` and `depth_size_mismatch`) mark the item failed at
-    stage `depth`.
+    image_io, plus `intrinsics_missing`, `depth_size_mismatch` and `image_size_mismatch`:
+    the image header, EXIF orientation applied, against the record's size) mark the item
+    failed at stage `depth`.
     """
 
     def process(self, item):
@@ -266,9 +321,11 @@ class PrepareSensorFn(beam.DoFn):
             if rec.get("K") is None:
                 yield failed_item(item, "intrinsics_missing", "record has no K (sensor depth)", "depth")
                 return
-            w, h = rec.get("width"), rec.get("height")
-            if not w or not h:
-                w, h = image_size(rec["image_path"])
+            w, h = image_size(rec["image_path"])  # header only, as displayed (EXIF applied)
+            why = size_mismatch(rec, w, h)
+            if why:
+                yield failed_item(item, "image_size_mismatch", why, "depth")
+                return
             rec = with_image_size(rec, w, h)
             depth = read_record_depth(rec)  # point files project with K and the size
         except InputError as e:
@@ -328,6 +385,7 @@ class LiftFn(beam.DoFn):
         n_in = len(rec.get("objects") or [])
         res = self._lift(item, rec)
         res.n_objects = n_in  # objects of the input record, whatever became of the image
+        res.depth_path = rec.get("depth_path")
         return res
 
     def _lift(self, item, rec) -> ImageResult:
@@ -408,12 +466,10 @@ def load_jpg(result: ImageResult, size: tuple[int, int] | None = None,
     stored: the reader's reason is returned (`image_truncated`, `image_unreadable`,
     `image_too_large`, `image_missing`, ...). The original bytes are kept (lossless,
     deterministic) only for a plain RGB JPEG, upright, of the record's size; anything else is
-    re-encoded from the decoded pixels (`encode_jpg`), resized to `size` (W, H) in pixels
-    first when the record describes another size.
+    re-encoded from the decoded pixels (`encode_jpg`). An image whose displayed size is not
+    `size` (W, H) is not stored (`image_size_mismatch`): it is never resized to fit.
     max_pixels: None = the reader's default limit (`image_io.DEFAULT_MAX_PIXELS`).
     """
-    from PIL import Image
-
     from lifting.sources.image_io import DEFAULT_MAX_PIXELS, InputError, read_image
 
     path = result.image_path
@@ -423,12 +479,12 @@ def load_jpg(result: ImageResult, size: tuple[int, int] | None = None,
         rgb = read_image(path, DEFAULT_MAX_PIXELS if max_pixels is None else max_pixels)
         h, w = rgb.shape[:2]
         target = (w, h) if size is None else (int(size[0]), int(size[1]))
-        if (w, h) == target:
-            data = storage.read_bytes(path)
-            if _plain_rgb_jpeg(data):
-                return data, ""
-        else:
-            rgb = np.asarray(Image.fromarray(rgb).resize(target, Image.Resampling.LANCZOS))
+        if (w, h) != target:  # never stored resized: the record's boxes are in another frame
+            log.warning("cannot store %s: %dx%d, the record says %dx%d", path, w, h, *target)
+            return None, "image_size_mismatch"
+        data = storage.read_bytes(path)
+        if _plain_rgb_jpeg(data):
+            return data, ""
         return encode_jpg(rgb), ""
     except InputError as e:
         log.warning("cannot store %s: %s", path, e)

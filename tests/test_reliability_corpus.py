@@ -179,7 +179,7 @@ CASES: dict[str, tuple[Callable, tuple, str | None]] = {
     "image_file_missing": (lambda c, e: e.image.unlink(), ("failed", {"image_missing", "image_missing_at_write"}),
                            None),
     "image_bomb_declared_in_json": (lambda c, e: e.img.update(width=200_000, height=100_000),
-                                    ("failed", {"image_too_large", "depth_size_mismatch"}), None),
+                                    ("failed", {"image_too_large", "depth_size_mismatch", "bad_intrinsics_fov"}), None),
     "image_is_a_directory": (lambda c, e: (e.image.unlink(), e.image.mkdir()),
                              ("failed", {"image_unreadable", "image_missing_at_write"}), None),
     # -- valid but unusual images: lifted, stored as displayed -----------------------------------

@@ -29,6 +29,10 @@ class LiftConfig:
     # --- depth validity
     min_depth_m: float = 0.1
     max_depth_m: float = 100.0
+    #: budget: no point may lie farther than this from the camera along any axis (the largest
+    #: valid depth times the steepest ray of K); checked before any per-object allocation,
+    #: whose metric grids grow with the extent (`scene_extent_over_budget`)
+    max_scene_extent_m: float = 5000.0
     # --- pixels (organised point cloud)
     depth_edge_rel: float = 0.04  # neighbour jump > rel * z marks a depth discontinuity (flying pixels)
     erode_frac: float = 0.01  # erosion radius = erode_frac * sqrt(mask area) pixels ...

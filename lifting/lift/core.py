@@ -13,7 +13,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from lifting.boxes import clip_box_2d, iou_2d, project_box
-from lifting.camera import validate_K
+from lifting.camera import ray_slope, validate_K
 from lifting.lift.boxseg import segment_boxes
 from lifting.lift.cloud import clean_points
 from lifting.lift.config import LiftConfig
@@ -92,7 +92,9 @@ def lift_image(record: ImageRecord, depth: np.ndarray, K: np.ndarray, *, K_sourc
         The repository image record (schemas/image_record.schema.json), every object kept
         (with `box3d` and `quality`) or rejected (with `reason`), plus `stats` counts.
     Raises:
-        LiftInputError when the whole image is unusable (bad K, depth of the wrong shape).
+        LiftInputError when the whole image is unusable (bad K, depth of the wrong shape, or
+        points farther out than `max_scene_extent_m`: checked before anything per object is
+        allocated, so memory stays bounded whatever K and depth hold).
     """
     cfg = config or LiftConfig()
     priors = priors if priors is not None else default_priors()
@@ -110,6 +112,11 @@ def lift_image(record: ImageRecord, depth: np.ndarray, K: np.ndarray, *, K_sourc
     valid, edges = valid_and_edges(depth, cfg)
     if not valid.any():
         raise LiftInputError("depth_all_invalid", "no pixel has valid depth")
+    extent = float(depth[valid].max()) * max(1.0, ray_slope(K, W, H))
+    if cfg.max_scene_extent_m is not None and extent > cfg.max_scene_extent_m:
+        raise LiftInputError("scene_extent_over_budget",
+                             f"points reach {extent:.3g} m from the camera (> max_scene_extent_m "
+                             f"{cfg.max_scene_extent_m:g}): K={K.tolist()}")
     if gravity is None:
         pts = sample_points(depth, valid, K, n=4000, seed=0)
         gravity = estimate_gravity(pts, np.ones(len(pts), dtype=bool), cfg, record.gravity_cam, seed=0)

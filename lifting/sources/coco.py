@@ -15,14 +15,21 @@ pass through `NonFiniteToNull`, which turns such value tokens into null (then ca
 `bbox_malformed` etc.) - json.load of small files reads them as float nan (`bbox_nonfinite`).
 Lone-surrogate escapes ("\\udcff"), which ijson's C backend refuses, become U+FFFD there;
 json.load keeps them and the checks below refuse them (`image_path_invalid`, ids).
+Both paths are bounded: a file nesting deeper than `json_depth.MAX_JSON_DEPTH` levels is
+refused before the parser sees that level, and `images` / `annotations` / `categories` that
+are present but not lists (an object keyed by id) are one SourceConfigError line, never an
+input read as empty.
 
 Reason codes (level): image_malformed, image_missing_field, image_bad_size,
 duplicate_image_id, image_path_invalid / image_path_outside_root (file names that are not
 valid UTF-8, hold NUL, or escape the images folder: see `Source.path_problem`),
 duplicate_key (two ids with the same shard key, e.g. 7 and "7": lifting.sources.index),
 image_missing / image_empty / image_unreadable (check_files) (image);
-ann_malformed, ann_missing_field, unknown_image_id, duplicate_annotation_id,
-unknown_category, bbox_malformed, bbox_nonfinite, bbox_non_positive_size,
+ann_malformed, ann_missing_field, ann_id_invalid (no id, or one that is not an integer /
+integral float / non-empty string), unknown_image_id, duplicate_annotation_id (also 7, 7.0
+and "7" in one file: they would share an object_id), duplicate_object_id (a guard: object ids
+are unique in a record by construction), unknown_category, category_name_invalid (a
+category whose name is blank), bbox_malformed, bbox_nonfinite, bbox_non_positive_size,
 bbox_out_of_image, bbox_exceeds_image, mask_* (see lifting.masks), parent_image_failed
 (object).
 """
@@ -40,6 +47,7 @@ from lifting.records import ErrorRecord, ImageRecord, Object2D
 from lifting.sources import (Group, Source, SourceConfigError, check_bbox_xywh, is_number, is_utf8_text,
                              positive_int, safe_text)
 from lifting.sources.categories import CategoryMap
+from lifting.sources.json_depth import DepthGuard, JSONTooDeep, check_depth
 
 log = logging.getLogger(__name__)
 
@@ -50,6 +58,14 @@ ANN_KEYS = {"id", "image_id", "category_id", "bbox", "segmentation", "iscrowd"}
 
 def _valid_id(v) -> bool:
     return (isinstance(v, str) and v != "" and is_utf8_text(v)) or (isinstance(v, int) and not isinstance(v, bool))
+
+
+def ann_id_of(v):
+    """The id of an annotation as lift3d keeps it: an int (integral floats such as 7.0 become
+    7), a non-empty UTF-8 string, or None when it has no usable id (missing, bool, 7.5, ...)."""
+    if isinstance(v, float) and v.is_integer():
+        return int(v)
+    return v if _valid_id(v) else None
 
 
 def _json_scalar(v) -> bool:
@@ -68,6 +84,9 @@ class CocoSource(Source):
     name = "coco"
     image_keys = IMAGE_KEYS
     ann_keys = ANN_KEYS
+    #: every annotation must carry a usable id (`ann_id_invalid` otherwise): it is the only
+    #: link from an index row or an error back to the input (`source_ann_id`)
+    requires_ann_id = True
 
     def __init__(self, annotations=None, images=None, *, check_mask_area: bool = True, **kw):
         super().__init__(annotations=annotations, images=images, **kw)
@@ -84,12 +103,19 @@ class CocoSource(Source):
     def _load_small(self) -> dict:
         if self._loaded is None:
             try:
-                with storage.open(self.annotations, "rb") as f:
-                    data = json.load(f)
-            except (json.JSONDecodeError, UnicodeDecodeError) as e:
+                raw = storage.read_bytes(self.annotations)
+                check_depth(raw)
+                data = json.loads(raw)
+            except JSONTooDeep as e:
+                raise SourceConfigError(f"{self.name}: {self.annotations}: JSON {e}; no COCO-format file nests "
+                                        "that deep") from e
+            except (json.JSONDecodeError, UnicodeDecodeError, RecursionError) as e:
                 raise SourceConfigError(f"{self.name}: {self.annotations} is not valid JSON: {e}") from e
             if not isinstance(data, dict):
                 raise SourceConfigError(f"{self.name}: {self.annotations} is not a COCO-format object")
+            for prefix in TOP_LISTS:
+                if prefix in data and not isinstance(data[prefix], list):
+                    raise _not_a_list(self, prefix, data[prefix])
             self._loaded = data
         return self._loaded
 
@@ -100,12 +126,34 @@ class CocoSource(Source):
             return
         import ijson
 
+        n = 0
         with storage.open(self.annotations, "rb") as raw:
             f = NonFiniteToNull(raw)
             try:
-                yield from ijson.items(f, f"{prefix}.item", use_float=True)
+                for n, item in enumerate(ijson.items(f, f"{prefix}.item", use_float=True), 1):
+                    yield item
+            except JSONTooDeep as e:
+                raise SourceConfigError(f"{self.name}: {self.annotations}: JSON {e}; no COCO-format file nests "
+                                        "that deep") from e
             except (ijson.JSONError, UnicodeDecodeError) as e:
                 raise SourceConfigError(f"{self.name}: {self.annotations}: JSON error in '{prefix}': {e}") from e
+        if n == 0:  # nothing under PREFIX.item: absent, an empty list, or not a list at all
+            kind = self._top_kind(prefix)
+            if kind not in (None, "start_array"):
+                raise _not_a_list(self, prefix, {"start_map": {}}.get(kind, kind))
+
+    def _top_kind(self, prefix: str) -> str | None:
+        """The ijson event that opens the top-level value `prefix` ('start_array', 'start_map',
+        'string', ...) or None when the document has no such key (a second pass, made only
+        when a list came out empty)."""
+        import ijson
+
+        with storage.open(self.annotations, "rb") as raw:
+            events = ijson.parse(NonFiniteToNull(raw), use_float=True)
+            for path, event, _ in events:
+                if path == prefix and event != "map_key":
+                    return event
+        return None
 
     def prepare(self) -> None:
         raw: dict = {}
@@ -139,8 +187,10 @@ class CocoSource(Source):
         self._loaded = None
 
     def ann_id(self, payload: dict):
-        v = payload.get("id")
-        return v if _valid_id(v) else None
+        """Duplicate-detection key of an annotation: the text of its id, so that 7, 7.0 and "7"
+        (which would give one object_id) are duplicates of each other."""
+        v = ann_id_of(payload.get("id"))
+        return None if v is None else str(v)
 
     # -- hooks for COCO-format variants ---------------------------------------------------
     def file_name_of(self, img: dict) -> str | None:
@@ -205,17 +255,23 @@ class CocoSource(Source):
                                  detail=f"image failed: {reason}")
             return
         errors: list[ErrorRecord] = []
+        object_ids: set[str] = set()
         for idx, (seq, ann) in enumerate(group.anns):
             obj, reason, detail = self._object(ann, rec, idx, seq in group.dup_ann_seqs)
+            if obj is not None and obj.object_id in object_ids:  # by construction, whatever the ids
+                obj, reason, detail = None, "duplicate_object_id", f"object_id {obj.object_id!r} seen before"
             if obj is None:
                 errors.append(self.error(reason, "object", image_id=image_id, ann_id=ann.get("id"), detail=detail))
             else:
+                object_ids.add(obj.object_id)
                 rec.objects.append(obj)
         yield rec
         yield from errors
 
     def _object(self, ann: dict, rec: ImageRecord, idx: int, is_dup: bool):
-        ann_id = ann.get("id") if _valid_id(ann.get("id")) else None
+        ann_id = ann_id_of(ann.get("id"))
+        if ann_id is None and self.requires_ann_id:
+            return None, "ann_id_invalid", f"id={ann.get('id')!r} is not an integer or a non-empty string"
         if is_dup:
             return None, "duplicate_annotation_id", f"annotation id {ann_id!r} seen before"
         if "category_id" not in ann:
@@ -223,6 +279,8 @@ class CocoSource(Source):
         cat = self.categories.lookup(ann["category_id"]) if _valid_id(ann["category_id"]) else None
         if cat is None:
             return None, "unknown_category", f"category_id={ann['category_id']!r}"
+        if not cat[0].strip():
+            return None, "category_name_invalid", f"category_id={ann['category_id']!r} has the name {cat[1]!r}"
         bbox, reason = self.object_bbox(ann, rec.width, rec.height)
         if reason:
             return None, reason, f"bbox={ann.get('bbox')!r}"[:300]
@@ -247,6 +305,18 @@ class CocoSource(Source):
         return obj, None, ""
 
 
+#: Top-level members of a COCO-format document that must be lists.
+TOP_LISTS = ("images", "annotations", "categories")
+
+
+def _not_a_list(src, prefix: str, value) -> SourceConfigError:
+    """The one-line error for a top-level member that is not a list (e.g. `annotations` as an
+    object keyed by id): read as nothing, its entries would vanish with balanced accounting."""
+    kind = "an object (keyed by id?)" if isinstance(value, dict) else f"a {type(value).__name__}"
+    return SourceConfigError(f"{src.name}: {src.annotations}: '{prefix}' is {kind}, not a list as COCO "
+                             f"format requires; write it as a list of {prefix}")
+
+
 class NonFiniteToNull:
     """Binary file wrapper replacing bare NaN / Infinity / -Infinity JSON values by null.
 
@@ -268,6 +338,7 @@ class NonFiniteToNull:
         self.tail = b""
         self.out = b""
         self.eof = False
+        self.guard = DepthGuard()
 
     def _clean(self, data: bytes) -> bytes:
         return self._LONE.sub(rb"\\ufffd", self._TOKEN.sub(rb"\1null", data))
@@ -288,6 +359,7 @@ class NonFiniteToNull:
             self.out += self._clean(data[:cut])
             self.tail = data[cut:]
         piece, self.out = self.out[:n], self.out[n:]
+        self.guard.feed(piece)  # JSONTooDeep before the parser sees a level beyond the limit
         return piece
 
 

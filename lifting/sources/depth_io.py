@@ -41,6 +41,10 @@ ENCODINGS = ("png16", "sunrgbd", "nyu_raw", "float", "disparity16", "points")
 FILE_ENCODINGS = ("png16", "sunrgbd", "nyu_raw", "float", "disparity16")
 #: A point file larger than this is refused before reading (a full HDL-64 sweep is ~2 MB).
 MAX_POINT_FILE_BYTES = 256 << 20
+#: Decoded-pixel budget of a depth map, checked from the file's header before decoding
+#: (`depth_too_large`): a 16-bit PNG is tiny on disk whatever size it declares, and decoding
+#: costs ~14 bytes per pixel here (raw, float64, float32), so 32 MP stay under ~450 MB.
+DEPTH_MAX_PIXELS = 32_000_000
 
 #: NYU toolbox constants (depth_rel2depth_abs.m).
 NYU_PARAM1 = 351.3
@@ -59,7 +63,7 @@ def _check_scale(depth_scale) -> float:
     return s
 
 
-def read_pgm(path) -> np.ndarray:
+def read_pgm(path, expected_size=None, max_pixels: int | None = DEPTH_MAX_PIXELS) -> np.ndarray:
     """Raw values (H, W) of a binary PGM (P5) file; 16-bit samples read little-endian.
 
     Little-endian because the NYU Depth v2 raw dumps are written that way (the toolbox
@@ -88,6 +92,7 @@ def read_pgm(path) -> np.ndarray:
         w, h, maxval = (int(t) for t in tokens[1:])
     except ValueError as e:
         raise InputError("depth_unreadable", f"{path}: bad PGM header") from e
+    _check_header(os.fspath(path), w, h, expected_size, max_pixels)
     dtype = np.dtype("<u2") if maxval > 255 else np.dtype("u1")
     n = w * h * dtype.itemsize
     if len(data) - pos < n or w <= 0 or h <= 0:
@@ -95,24 +100,56 @@ def read_pgm(path) -> np.ndarray:
     return np.frombuffer(data, dtype=dtype, count=w * h, offset=pos).reshape(h, w).astype(np.uint16)
 
 
-def _read_raw(path, encoding: str) -> np.ndarray:
+def _check_header(p: str, w: int, h: int, expected_size, max_pixels: int | None) -> None:
+    """InputError before decoding when a depth map's header says W x H that is not the image's
+    size (`depth_size_mismatch`) or more pixels than the budget (`depth_too_large`)."""
+    if expected_size is not None and (int(w), int(h)) != (int(expected_size[0]), int(expected_size[1])):
+        raise InputError("depth_size_mismatch", f"{p}: depth {w}x{h} vs image {expected_size[0]}x{expected_size[1]}")
+    if max_pixels is not None and int(w) * int(h) > max_pixels:
+        raise InputError("depth_too_large", f"{p}: {w}x{h} > {max_pixels} pixels (decompression bomb?)")
+
+
+def _npy_shape(src) -> tuple:
+    """The shape in the header of a `.npy` file (path or file object), nothing else read."""
+    f = open(src, "rb") if isinstance(src, str) else src
+    try:
+        version = np.lib.format.read_magic(f)
+        read = np.lib.format.read_array_header_1_0 if version == (1, 0) else np.lib.format.read_array_header_2_0
+        return read(f)[0]
+    finally:
+        if isinstance(src, str):
+            f.close()
+        else:
+            f.seek(0)
+
+
+def _read_raw(path, encoding: str, expected_size=None, max_pixels: int | None = DEPTH_MAX_PIXELS) -> np.ndarray:
+    """Raw values of a depth file; its size is checked from the header first (`_check_header`)."""
     from PIL import Image, UnidentifiedImageError
 
     p = os.fspath(path)
     if encoding == "nyu_raw" or p.lower().endswith(".pgm"):
-        return read_pgm(p)
+        return read_pgm(p, expected_size, max_pixels)
     src = io.BytesIO(storage.read_bytes(p)) if storage.is_url(p) else p
     if p.lower().endswith(".npy"):
         try:
+            shape = _npy_shape(src)
+            if len(shape) == 2:
+                _check_header(p, shape[1], shape[0], expected_size, max_pixels)
+            elif max_pixels is not None and math.prod(shape) > max_pixels:
+                raise InputError("depth_too_large", f"{p}: shape {shape} > {max_pixels} values")
             return np.load(src, allow_pickle=False)
         except (OSError, ValueError) as e:
             raise InputError("depth_unreadable", f"{p}: {e}") from e
     try:
         with Image.open(src) as im:
+            _check_header(p, im.size[0], im.size[1], expected_size, max_pixels)
             im.load()
             if im.mode in ("I;16", "I;16B", "I;16L", "I;16N", "I", "F"):
                 return np.asarray(im)
             raise InputError("depth_bad_format", f"{p}: mode {im.mode} is not a single-channel depth map")
+    except Image.DecompressionBombError as e:  # Pillow's own limit, hit at open before ours
+        raise InputError("depth_too_large", f"{p}: {e}") from e
     except UnidentifiedImageError as e:
         raise InputError("depth_unreadable", f"{p}: not a recognised image format") from e
     except (OSError, ValueError, SyntaxError) as e:
@@ -120,7 +157,8 @@ def _read_raw(path, encoding: str) -> np.ndarray:
 
 
 def read_depth(path, depth_scale: float | None = 1000.0, encoding: str = "png16",
-               params: dict | None = None) -> np.ndarray:
+               params: dict | None = None, expected_size: tuple[int, int] | None = None,
+               max_pixels: int | None = DEPTH_MAX_PIXELS) -> np.ndarray:
     """Read a depth file into (H, W) float32 metres, 0 where there is no valid measurement.
 
     Args:
@@ -130,11 +168,14 @@ def read_depth(path, depth_scale: float | None = 1000.0, encoding: str = "png16"
         encoding: one of `FILE_ENCODINGS` (see module docstring; `points` goes through
             `read_record_depth`).
         params: encoding parameters (`disparity16`: focal_baseline).
+        expected_size: (W, H) of the image; a depth file whose header says otherwise is
+            `depth_size_mismatch` before any pixel is decoded.
+        max_pixels: decoded-pixel budget, checked from the header (`depth_too_large`).
 
     Raises:
         InputError with reason `depth_missing`, `depth_empty`, `depth_unreadable`,
-        `depth_bad_format`, `depth_bad_scale`, `depth_bad_encoding` or `depth_bad_values`
-        (no valid pixel at all).
+        `depth_bad_format`, `depth_bad_scale`, `depth_bad_encoding`, `depth_size_mismatch`,
+        `depth_too_large` or `depth_bad_values` (no valid pixel at all).
     """
     if encoding not in FILE_ENCODINGS:
         raise InputError("depth_bad_encoding", f"encoding={encoding!r}, expected one of {FILE_ENCODINGS}")
@@ -146,7 +187,7 @@ def read_depth(path, depth_scale: float | None = 1000.0, encoding: str = "png16"
     scale = None
     if encoding in ("png16", "sunrgbd", "disparity16") or (encoding == "float" and depth_scale is not None):
         scale = _check_scale(depth_scale)
-    raw = _read_raw(p, encoding)
+    raw = _read_raw(p, encoding, expected_size, max_pixels)
     if raw.ndim != 2 or raw.size == 0:
         raise InputError("depth_bad_format", f"{p}: expected a single-channel (H, W) map, got {raw.shape}")
 
@@ -244,9 +285,10 @@ def read_record_depth(rec: dict) -> np.ndarray:
     """
     enc = rec.get("depth_encoding") or "png16"
     params = rec.get("depth_params") or {}
-    if enc != "points":
-        return read_depth(rec["depth_path"], rec.get("depth_scale") or 1000.0, enc, params)
     w, h, K = rec.get("width"), rec.get("height"), rec.get("K")
+    if enc != "points":
+        return read_depth(rec["depth_path"], rec.get("depth_scale") or 1000.0, enc, params,
+                          expected_size=(int(w), int(h)) if w and h else None)
     try:
         T = np.asarray(params.get("to_cam"), dtype=np.float64)
         if T.shape == (3, 4):
