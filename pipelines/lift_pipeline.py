@@ -626,7 +626,9 @@ def _execute(build_fn, s: opt.Settings, test_pipeline, root: str, total: int, la
     pdir = None
     if show:
         pdir = Path(tempfile.mkdtemp(prefix="lift3d-progress-")) if storage.is_url(root) else Path(root) / "_progress"
-    p = beam.Pipeline(options=options)
+    from pipelines.local_runner import runner_for
+
+    p = beam.Pipeline(runner=runner_for(options), options=options)
     build_fn(p, str(pdir) if pdir else None)
     try:
         if show:

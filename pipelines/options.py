@@ -259,8 +259,50 @@ def resolve(args: argparse.Namespace, extra: list[str]) -> Settings:
     check_beam_args(s.beam_args)
     if s.qa.style:  # the flag is the qa_config section's `style`, so it enters the run identity
         s.qa_config = {**s.qa_config, "style": s.qa.style}
+    check_settings(s)
     runner_args(s)  # --runner dask / --dask-address mistakes fail here, before any work
     return s
+
+
+#: (group, field, least value, flag) of the numeric settings; None values are "not set".
+_RANGES = (("input", "limit", 1, "--limit"), ("input", "max_pixels", 1, "--max-pixels"),
+           ("input", "plan_in_memory_mb", 0, "--plan-in-memory-mb"),
+           ("models", "depth_input_size", 14, "--depth-input-size"), ("models", "batch_size", 1, "--batch-size"),
+           ("output", "samples_per_shard", 1, "--samples-per-shard"),
+           ("output", "shard_target_mb", 1e-9, "--shard-target-mb"), ("runner", "workers", 1, "--workers"))
+_INTEGERS = {"limit", "max_pixels", "depth_input_size", "batch_size", "samples_per_shard", "workers"}
+
+
+def check_settings(s: Settings) -> None:
+    """ValueError (one line) for a setting out of its range or of the wrong type, on the
+    driver before any output is created: a negative --limit used to lift fewer images
+    silently, --direct_num_workers -1 ended in an IndexError inside Beam, a depth input size
+    of 0 was accepted, and --device cuda without a GPU failed inside a worker."""
+    for group, name, least, flag in _RANGES:
+        v = getattr(getattr(s, group), name)
+        if v is None:
+            continue
+        if isinstance(v, bool) or not isinstance(v, (int, float)) or (name in _INTEGERS and not isinstance(v, int)):
+            raise ValueError(f"{flag} must be {'an integer' if name in _INTEGERS else 'a number'}, got {v!r}")
+        if v < least:
+            raise ValueError(f"{flag} must be >= {least:g}, got {v!r}")
+    for i, a in enumerate(s.beam_args):
+        name, eq, value = a.partition("=")
+        if not eq and i + 1 < len(s.beam_args):
+            value = s.beam_args[i + 1]
+        if name == "--direct_num_workers" and value.lstrip("-").isdigit() and int(value) < 0:
+            raise ValueError(f"--direct_num_workers must be >= 0 (0 = all cores), got {value}")
+    dev = str(s.models.device or "cpu").lower()
+    if not re.fullmatch(r"cpu|mps|cuda(:\d+)?", dev):
+        raise ValueError(f"--device must be cpu, cuda, cuda:N or mps, got {s.models.device!r}")
+    if dev.startswith("cuda") and s.models.depth_model != "sensor":
+        import torch
+
+        n = torch.cuda.device_count() if torch.cuda.is_available() else 0
+        k = int(dev.split(":")[1]) if ":" in dev else 0
+        if k >= n:
+            raise ValueError(f"--device {s.models.device}: {'no CUDA GPU is visible' if n == 0 else f'only {n} CUDA GPU(s)'} "
+                             "on this machine (torch.cuda); use --device cpu")
 
 
 def _all_option_classes():

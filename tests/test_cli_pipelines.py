@@ -69,6 +69,17 @@ def test_local_runner_defaults_use_all_cores():
     (["run", "--source", "coco", "--annotations", "/nope.json", "--images", "/tmp", "--out", "/tmp/x"],
      "--annotations path not found"),
     (["synth", "--out", "/tmp/x", "--scenes", "0"], "--scenes must be >= 1"),
+    # settings out of range are refused on the driver, before any output exists (issue 19)
+    (["lift", "--source", "coco", "--annotations", "a.json", "--images", "/tmp", "--out", "/tmp/x", "--limit", "-1"],
+     "--limit must be >= 1"),
+    (["lift", "--source", "coco", "--annotations", "a.json", "--images", "/tmp", "--out", "/tmp/x", "--max-pixels", "-1"],
+     "--max-pixels must be >= 1"),
+    (["lift", "--source", "coco", "--annotations", "a.json", "--images", "/tmp", "--out", "/tmp/x",
+      "--depth-input-size", "0"], "--depth-input-size must be >= 14"),
+    (["lift", "--source", "coco", "--annotations", "a.json", "--images", "/tmp", "--out", "/tmp/x",
+      "--direct_num_workers", "-1"], "--direct_num_workers must be >= 0"),
+    (["lift", "--source", "coco", "--annotations", "a.json", "--images", "/tmp", "--out", "/tmp/x", "--device", "gpu"],
+     "--device must be cpu, cuda"),
 ])
 def test_user_mistakes_are_one_line_errors(argv, needle, capsys):
     assert cli.main(argv) == 2
@@ -83,3 +94,16 @@ def test_console_entry_prints_no_traceback():
                         "--out", "/tmp/x"], cwd=ROOT, capture_output=True, text=True, timeout=120)
     assert r.returncode == 2 and "Traceback" not in r.stderr
     assert "lift3d lift: error: --annotations path not found: /nope.json" in r.stderr
+
+
+def test_device_cuda_without_a_gpu_is_one_line_before_any_output(tmp_path, capsys):
+    import torch
+
+    if torch.cuda.is_available():
+        pytest.skip("a CUDA GPU is visible here: --device cuda is valid")
+    out = tmp_path / "x"
+    argv = ["lift", "--source", "coco", "--annotations", "a.json", "--images", str(tmp_path), "--out", str(out),
+            "--depth-model", "depth-anything-v2", "--device", "cuda"]
+    assert cli.main(argv) == 2
+    err = [ln for ln in capsys.readouterr().err.splitlines() if ln.strip()]
+    assert len(err) == 1 and "no CUDA GPU is visible" in err[0] and not out.exists(), err
