@@ -75,5 +75,5 @@ setup(
     ],
     install_requires=INSTALL_REQUIRES,
     extras_require=EXTRAS,
-    entry_points={"console_scripts": ["lift3d=pipelines.cli:main"]},
+    entry_points={"console_scripts": ["lift3d=pipelines.cli:entry"]},
 )

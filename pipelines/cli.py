@@ -13,6 +13,7 @@ from __future__ import annotations
 import argparse
 import importlib
 import pkgutil
+import os
 import sys
 
 import pipelines.commands as _commands
@@ -66,9 +67,21 @@ def main(argv: list[str] | None = None) -> int:
         return 130
 
 
-if __name__ == "__main__":
-    # `python -m pipelines.cli` runs this file as __main__: call the imported module's main so
-    # that command modules raise the same UserError class that main() catches
-    from pipelines.cli import main as _main
+def entry() -> None:
+    """The `lift3d` console command: `main()`, then exit with its code. After Ctrl-C (130) the
+    process ends at once: threads of an interrupted Beam runner may wait forever on workers
+    that were stopped, and the interpreter would wait for them at exit."""
+    code = main()
+    if code == 130:
+        sys.stdout.flush()
+        sys.stderr.flush()
+        os._exit(130)
+    sys.exit(code)
 
-    sys.exit(_main())
+
+if __name__ == "__main__":
+    # `python -m pipelines.cli` runs this file as __main__: call the imported module's entry so
+    # that command modules raise the same UserError class that main() catches
+    from pipelines.cli import entry as _entry
+
+    _entry()

@@ -27,7 +27,9 @@ import hashlib
 import logging
 import os
 import shutil
+import signal
 import tempfile
+import threading
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -643,14 +645,57 @@ def _execute(build_fn, s: opt.Settings, test_pipeline, root: str, total: int, la
 
 def _run_to_end(p: beam.Pipeline) -> None:
     """Run `p` and wait for it; a Dask runner's client is closed afterwards (else it keeps
-    reconnecting to a cluster that may already be gone)."""
-    result = p.run()
+    reconnecting to a cluster that may already be gone).
+
+    Ctrl-C (SIGINT) while it runs raises KeyboardInterrupt here, whatever Beam wrapped it in
+    (its runners re-raise it as `RuntimeError: KeyboardInterrupt [while running ...]` with
+    the worker's traceback): the CLI prints one line and exits 130. Units that did not finish
+    have no done-marker, so the same command resumes."""
+    interrupted = []
+    previous = None
+    quiet = _QuietInterrupt()
+    excepthook = threading.excepthook
+    handlers = list(logging.getLogger().handlers)
+    for h in handlers:  # Beam logs the interrupted bundle's traceback at ERROR before re-raising
+        h.addFilter(quiet)
+    if threading.current_thread() is threading.main_thread():
+        def on_sigint(signum, frame):
+            from pipelines.local_runner import kill_workers
+
+            interrupted.append(signum)
+            threading.excepthook = lambda args: None  # the runner's threads see their workers die
+            kill_workers()
+            raise KeyboardInterrupt
+
+        previous = signal.signal(signal.SIGINT, on_sigint)
     try:
-        result.wait_until_finish()
+        result = p.run()
+        try:
+            result.wait_until_finish()
+        finally:
+            client = getattr(result, "client", None)
+            if client is not None and hasattr(client, "close"):
+                client.close()
+    except KeyboardInterrupt:
+        raise
+    except BaseException as e:
+        if interrupted or "KeyboardInterrupt" in str(e)[:200]:
+            raise KeyboardInterrupt from None
+        raise
     finally:
-        client = getattr(result, "client", None)
-        if client is not None and hasattr(client, "close"):
-            client.close()
+        if previous is not None:
+            signal.signal(signal.SIGINT, previous)
+        threading.excepthook = excepthook
+        for h in handlers:
+            h.removeFilter(quiet)
+
+
+class _QuietInterrupt(logging.Filter):
+    """Drops log records about a KeyboardInterrupt (the user pressed Ctrl-C: one line says so)."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        exc = record.exc_info[1] if record.exc_info else None
+        return not (isinstance(exc, KeyboardInterrupt) or "KeyboardInterrupt" in str(record.msg)[:200])
 
 
 GROUPS = opt.LIFT_GROUPS
