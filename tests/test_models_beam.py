@@ -51,7 +51,9 @@ def test_depth_handler_with_run_inference(da_path):
 
     expected = [(k, e["source_key"], "dataset" if e["K"] is not None else "fov_prior", e["image"].shape[:2])
                 for k, e in elements]
-    with BeamTestPipeline() as p:
+    from pipelines.local_runner import LocalRunner  # never Beam's default runner: it tries to download Prism
+
+    with BeamTestPipeline(runner=LocalRunner()) as p:
         out = (p | apache_beam.Create(elements) | RunInference(KeyedModelHandler(handler))
                | apache_beam.Map(summarise))
         assert_that(out, equal_to(expected))

@@ -54,7 +54,10 @@ def _argv(scenes, out, *more):
 
 
 def _tp():
-    return TestPipeline(options=PipelineOptions(["--direct_running_mode=in_memory"]), blocking=True)
+    from pipelines.local_runner import LocalRunner  # never Beam's default runner: it tries to download Prism
+
+    return TestPipeline(runner=LocalRunner(), options=PipelineOptions(["--direct_running_mode=in_memory"]),
+                        blocking=True)
 
 
 def _files(root: Path) -> dict[str, bytes]:
