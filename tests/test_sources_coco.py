@@ -144,3 +144,33 @@ def test_streamed_file_with_bare_nan_does_not_stop_the_run(tmp_path):
         st = src.stats()
         assert Counter(e.reason for e in errs) == {reason: 2, "duplicate_annotation_id": 1}
         assert st["objects_ok"] == 18 and st["accounting_ok"]
+
+
+def test_streamed_and_in_memory_reads_agree_on_a_bom_and_integers_beyond_64_bits(tmp_path):
+    """A UTF-8 byte order mark and an integer beyond 64 bits (an annotation id, an attribute):
+    json.loads reads both, so the streamed reader (ijson, for large files) must read the same
+    records, not refuse the file with "lexical error" / "integer overflow"."""
+    import json
+
+    from PIL import Image
+
+    from lifting.sources import open_source
+
+    Image.new("RGB", (64, 48)).save(tmp_path / "a.jpg")
+    big = 2 ** 70 + 3
+    doc = {"images": [{"id": 1, "file_name": "a.jpg", "width": 64, "height": 48}],
+           "categories": [{"id": 1, "name": "cup"}],
+           "annotations": [{"id": big, "image_id": 1, "category_id": 1, "bbox": [4, 4, 20, 20], "area": 400,
+                            "serial": big},
+                           {"id": 2, "image_id": 1, "category_id": 1, "bbox": [30, 10, 20, 20], "area": 400}]}
+    f = tmp_path / "ann.json"
+    f.write_bytes(b"\xef\xbb\xbf" + json.dumps(doc).encode())
+
+    def read(**opts):
+        recs = list(open_source("coco", annotations=f, images=tmp_path, **opts).iter_records())
+        return [r.to_dict() for r in recs]
+
+    small, streamed = read(), read(in_memory_bytes=0)
+    assert small == streamed
+    objs = small[0]["objects"]
+    assert [o["source_ann_id"] for o in objs] == [big, 2]

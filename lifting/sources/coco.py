@@ -127,16 +127,26 @@ class CocoSource(Source):
         import ijson
 
         n = 0
-        with storage.open(self.annotations, "rb") as raw:
-            f = NonFiniteToNull(raw)
-            try:
-                for n, item in enumerate(ijson.items(f, f"{prefix}.item", use_float=True), 1):
-                    yield item
-            except JSONTooDeep as e:
-                raise SourceConfigError(f"{self.name}: {self.annotations}: JSON {e}; no COCO-format file nests "
-                                        "that deep") from e
-            except (ijson.JSONError, UnicodeDecodeError) as e:
-                raise SourceConfigError(f"{self.name}: {self.annotations}: JSON error in '{prefix}': {e}") from e
+        backend = ijson
+        while True:
+            with storage.open(self.annotations, "rb") as raw:
+                f = NonFiniteToNull(raw)
+                try:
+                    for k, item in enumerate(backend.items(f, f"{prefix}.item", use_float=True), 1):
+                        if k > n:  # after a switch of backend: the items already given are skipped
+                            n = k
+                            yield item
+                    break
+                except JSONTooDeep as e:
+                    raise SourceConfigError(f"{self.name}: {self.annotations}: JSON {e}; no COCO-format file nests "
+                                            "that deep") from e
+                except (ijson.JSONError, UnicodeDecodeError) as e:
+                    if backend is ijson and "integer overflow" in str(e):
+                        # an integer beyond 64 bits, which json.load reads: the pure-Python backend
+                        # reads it too (one reader, one behaviour), for this pass only
+                        import ijson.backends.python as backend
+                        continue
+                    raise SourceConfigError(f"{self.name}: {self.annotations}: JSON error in '{prefix}': {e}") from e
         if n == 0:  # nothing under PREFIX.item: absent, an empty list, or not a list at all
             kind = self._top_kind(prefix)
             if kind not in (None, "start_array"):
@@ -148,11 +158,18 @@ class CocoSource(Source):
         when a list came out empty)."""
         import ijson
 
-        with storage.open(self.annotations, "rb") as raw:
-            events = ijson.parse(NonFiniteToNull(raw), use_float=True)
-            for path, event, _ in events:
-                if path == prefix and event != "map_key":
-                    return event
+        for backend in (ijson, None):
+            if backend is None:
+                import ijson.backends.python as backend  # integers beyond 64 bits (see _stream)
+            try:
+                with storage.open(self.annotations, "rb") as raw:
+                    for path, event, _ in backend.parse(NonFiniteToNull(raw), use_float=True):
+                        if path == prefix and event != "map_key":
+                            return event
+                return None
+            except ijson.JSONError as e:
+                if "integer overflow" not in str(e):
+                    raise SourceConfigError(f"{self.name}: {self.annotations}: JSON error: {e}") from e
         return None
 
     def prepare(self) -> None:
@@ -338,6 +355,7 @@ class NonFiniteToNull:
         self.tail = b""
         self.out = b""
         self.eof = False
+        self.started = False
         self.guard = DepthGuard()
 
     def _clean(self, data: bytes) -> bytes:
@@ -347,6 +365,10 @@ class NonFiniteToNull:
         n = self.chunk if n is None or n < 0 else n
         while len(self.out) < n and not self.eof:
             data = self.tail + self.f.read(self.chunk)
+            if not self.started:  # a UTF-8 byte order mark, which json.loads of bytes skips too
+                self.started = True
+                if data.startswith(b"\xef\xbb\xbf"):
+                    data = data[3:]
             if len(data) == len(self.tail):
                 self.eof = True
                 self.out += self._clean(data)
