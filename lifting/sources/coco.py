@@ -359,7 +359,13 @@ class NonFiniteToNull:
         self.guard = DepthGuard()
 
     def _clean(self, data: bytes) -> bytes:
-        return self._LONE.sub(rb"\\ufffd", self._TOKEN.sub(rb"\1null", data))
+        # the substitutions only where their tokens can occur (a substring test is ~50x faster
+        # than a regex pass, and most chunks hold neither)
+        if b"NaN" in data or b"Infinity" in data:
+            data = self._TOKEN.sub(rb"\1null", data)
+        if b"\\u" in data:
+            data = self._LONE.sub(rb"\\ufffd", data)
+        return data
 
     def read(self, n: int = -1) -> bytes:
         n = self.chunk if n is None or n < 0 else n

@@ -20,6 +20,8 @@ _QUOTE, _BACKSLASH = ord('"'), ord("\\")
 _OPEN = np.zeros(256, dtype=np.int8)
 _OPEN[[ord("["), ord("{")]] = 1
 _OPEN[[ord("]"), ord("}")]] = -1
+_SPECIAL = np.zeros(256, dtype=bool)
+_SPECIAL[[ord("["), ord("{"), ord("]"), ord("}"), _QUOTE, _BACKSLASH]] = True
 
 
 class JSONTooDeep(ValueError):
@@ -41,34 +43,55 @@ class DepthGuard:
         self.offset = 0
 
     def feed(self, data: bytes) -> None:
-        """Account for the next chunk; JSONTooDeep when it opens a level beyond the limit."""
+        """Account for the next chunk; JSONTooDeep when it opens a level beyond the limit.
+
+        Only the bytes that can matter (quotes, backslashes, brackets: a few % of an
+        annotation file) are looked at after one table lookup over the chunk."""
         n = len(data)
         if n == 0:
             return
         b = np.frombuffer(data, dtype=np.uint8)
-        pos = np.arange(n)
-        # run length of backslashes ending at each byte (carried over from the last chunk)
-        bs = b == _BACKSLASH
-        last_other = np.maximum.accumulate(np.where(bs, -1, pos))
-        run = np.where(bs, pos - last_other, 0)
-        run = np.where(bs & (last_other < 0), run + self.backslashes, run)
-        before = np.concatenate(([self.backslashes if self.in_string else 0], run[:-1]))
-        quote = (b == _QUOTE) & (before % 2 == 0)  # an unescaped quote toggles "in a string"
+        spos = np.flatnonzero(_SPECIAL[b])
+        if spos.size == 0:
+            self.backslashes = 0
+            self.offset += n
+            return
+        sb = b[spos]
+        m = spos.size
+        bs = sb == _BACKSLASH
+        adjacent = np.zeros(m, dtype=bool)  # the previous special byte is the byte just before
+        adjacent[1:] = np.diff(spos) == 1
+        carry = self.backslashes if self.in_string and spos[0] == 0 else 0
+        # run length of backslashes ending at each special byte (carried over from the last chunk)
+        start = bs & ~(adjacent & np.concatenate(([False], bs[:-1])))
+        idx = np.arange(m)
+        last_start = np.maximum.accumulate(np.where(start, idx, -1))
+        run = np.where(bs, idx - last_start + 1, 0)
+        if carry:
+            run = np.where(bs & (last_start == 0), run + carry, run)
+        before = np.zeros(m, dtype=np.int64)  # backslashes right before each special byte
+        before[1:] = np.where(adjacent[1:] & bs[:-1], run[:-1], 0)
+        before[0] = carry
+        quote = (sb == _QUOTE) & (before % 2 == 0)  # an unescaped quote toggles "in a string"
         # outside strings a backslash is invalid JSON (the parser refuses it); escapes only
         # matter inside, where an odd run before a quote escapes it
         toggles = np.cumsum(quote)
         inside = (toggles - quote + int(self.in_string)) % 2 == 1  # state before each byte
-        step = np.where(inside | quote, 0, _OPEN[b]).astype(np.int64)
+        step = np.where(inside | quote, 0, _OPEN[sb]).astype(np.int64)
         levels = self.depth + np.cumsum(step)
-        if levels.size and levels.max() > self.limit:
+        if levels.max() > self.limit:
             at = int(np.argmax(levels > self.limit))
-            raise JSONTooDeep(self.limit, self.offset + at)
+            raise JSONTooDeep(self.limit, self.offset + int(spos[at]))
         self.depth = int(levels[-1])
         self.in_string = bool((int(toggles[-1]) + int(self.in_string)) % 2)
-        self.backslashes = int(run[-1]) if self.in_string else 0
+        self.backslashes = int(run[-1]) if (self.in_string and spos[-1] == n - 1) else 0
         self.offset += n
 
 
-def check_depth(data: bytes, limit: int = MAX_JSON_DEPTH) -> None:
-    """JSONTooDeep when the JSON text `data` nests deeper than `limit` levels."""
-    DepthGuard(limit).feed(data)
+def check_depth(data: bytes, limit: int = MAX_JSON_DEPTH, chunk: int = 1 << 22) -> None:
+    """JSONTooDeep when the JSON text `data` nests deeper than `limit` levels (scanned in
+    chunks of `chunk` bytes: the scan's own arrays stay small whatever the text's size)."""
+    guard = DepthGuard(limit)
+    view = memoryview(data)
+    for i in range(0, len(data), chunk):
+        guard.feed(view[i:i + chunk])
