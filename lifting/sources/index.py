@@ -62,8 +62,8 @@ _KIND = {"image": "i", "ann": "a", "aux": "x"}
 _KIND_NAME = {v: k for k, v in _KIND.items()}
 
 
-def _dumps(v) -> str:
-    return json.dumps(v, separators=_SEP, ensure_ascii=False, allow_nan=True)
+#: one encoder for every record (json.dumps with non-default arguments builds a new one per call)
+_dumps = json.JSONEncoder(separators=_SEP, ensure_ascii=False, allow_nan=True).encode
 
 
 def _bucket_of(text: str, n: int) -> int:
