@@ -20,8 +20,8 @@ from lifting.lift.config import LiftConfig
 from lifting.lift.filters import check_box, check_pixels, is_specific
 from lifting.lift.fit import fit_box, quantiles
 from lifting.lift.gravity import GravityEstimate, estimate_gravity, sample_points
-from lifting.lift.uncertainty import box_uncertainty
 from lifting.lift.pixels import box_slices, hidden_edges, object_points, valid_and_edges
+from lifting.lift.uncertainty import box_uncertainty
 from lifting.masks import crop_to_content, decode_segmentation_crop
 from lifting.records import SCHEMA_VERSION, ImageRecord, Object2D
 
