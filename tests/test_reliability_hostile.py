@@ -44,11 +44,61 @@ def _resize_image(e: Entry, w: int, h: int) -> None:
     Image.open(e.image).resize((w, h)).save(e.image, quality=95)
 
 
-def _exif_raw_size(e: Entry) -> None:
-    """Stored pixels W x H (the JSON's size) with EXIF orientation 6: displayed H x W."""
+def _exif_raw_size(e: Entry, orientation: int = 6) -> None:
+    """Stored pixels W x H (the JSON's size) with an EXIF orientation: displayed H x W for the
+    transposing ones (5-8), W x H for 3 (180 degrees)."""
     exif = Image.Exif()
-    exif[0x0112] = 6
+    exif[0x0112] = orientation
     Image.open(e.image).save(e.image, quality=95, exif=exif)
+
+
+def _as_png(e: Entry, w: int, h: int) -> None:
+    p = e.image.with_suffix(".png")
+    Image.open(e.image).resize((w, h)).save(p)
+    e.img["file_name"] = p.name
+
+
+def _rename(e: Entry, name: str) -> None:
+    os.rename(e.image, e.image.parent / name)
+    e.img["file_name"] = name
+
+
+def _depth_file(e: Entry, ext: str, data: bytes) -> None:
+    """Replace the entry's depth map by `data` in a file of extension `ext` (the reader
+    chooses PNG/TIFF, PGM or .npy by the extension, and reads the header before the data)."""
+    p = e.depth.with_suffix("." + ext)
+    p.write_bytes(data)
+    e.img["depth_file"] = f"depth/{p.name}"
+
+
+def _tiff_header(w: int, h: int) -> bytes:
+    """A little-endian TIFF whose one IFD declares a w x h 32-bit float image with 8 bytes of
+    data (a decompression bomb when w x h is large)."""
+    import struct
+
+    tags = [(256, 4, 1, w), (257, 4, 1, h), (258, 3, 1, 32), (259, 3, 1, 1), (262, 3, 1, 1), (273, 4, 1, 8),
+            (277, 3, 1, 1), (278, 4, 1, h), (279, 4, 1, 8), (339, 3, 1, 3)]
+    ifd = struct.pack("<H", len(tags)) + b"".join(struct.pack("<HHII", *t) for t in tags) + struct.pack("<I", 0)
+    return b"II*\0" + struct.pack("<I", 16) + b"\0" * 8 + ifd
+
+
+def _npy_header(shape: tuple) -> bytes:
+    """The header of a float32 .npy file of `shape`, without its data."""
+    import io
+
+    f = io.BytesIO()
+    np.lib.format.write_array_header_1_0(f, {"descr": "<f4", "fortran_order": False, "shape": shape})
+    return f.getvalue()
+
+
+def _npy_objects() -> bytes:
+    import io
+
+    f = io.BytesIO()
+    a = np.empty((H, W), dtype=object)
+    a[:] = 1.0
+    np.save(f, a, allow_pickle=True)
+    return f.getvalue()
 
 
 def _ann_id(e: Entry, i: int, v) -> None:
@@ -119,20 +169,110 @@ CASES = {
     "category_blank": (lambda c, e: _blank_category(c, e, ""), "dropped", {"category_name_invalid"}),
     "category_spaces": (lambda c, e: _blank_category(c, e, "   "), "dropped", {"category_name_invalid"}),
     "category_underscores": (lambda c, e: _blank_category(c, e, "__"), "dropped", {"category_name_invalid"}),
+    # -- round 2, more of each class ------------------------------------------------------------
+    # A: polygons: huge coordinates of each sign on each axis, beyond the extended image by one
+    # pixel, entirely outside (near: rasterised to nothing; far: never rasterised), too complex
+    "poly_huge_plus_x": (lambda c, e: _poly(e, [1, 1, BIG, 1, 20, 20]), "dropped", {"mask_polygon_out_of_range"}),
+    "poly_huge_minus_x": (lambda c, e: _poly(e, [-BIG, 1, 20, 1, 20, 20]), "dropped", {"mask_polygon_out_of_range"}),
+    "poly_huge_plus_y": (lambda c, e: _poly(e, [1, 1, 20, BIG, 20, 20]), "dropped", {"mask_polygon_out_of_range"}),
+    "poly_huge_minus_y": (lambda c, e: _poly(e, [1, -BIG, 20, 1, 20, 20]), "dropped", {"mask_polygon_out_of_range"}),
+    "poly_one_px_past_2w": (lambda c, e: _poly(e, [1, 1, 2 * W + 1, 1, 20, 20]), "dropped",
+                            {"mask_polygon_out_of_range"}),
+    "poly_one_px_past_minus_h": (lambda c, e: _poly(e, [1, -H - 1, 20, 1, 20, 20]), "dropped",
+                                 {"mask_polygon_out_of_range"}),
+    "poly_int_beyond_64_bits": (lambda c, e: e.anns[0].update(segmentation=[[10 ** 30, 1, 20, 1, 20, 20]]), "dropped",
+                                {"mask_polygon_out_of_range"}),
+    "poly_near_outside_only": (lambda c, e: _poly(e, [-100, -100, -50, -100, -50, -50]), "dropped", {"mask_empty"}),
+    "poly_far_negative_outside_only": (lambda c, e: _poly(e, [-BIG, -BIG, -BIG + 5, -BIG, -BIG, -BIG + 5]), "dropped",
+                                       {"mask_empty"}),
+    "poly_far_right_same_rows": (lambda c, e: _poly(e, [BIG, 10, BIG + 5, 10, BIG, 20]), "dropped", {"mask_empty"}),
+    "poly_too_complex_split_in_five": (lambda c, e: e.anns[0].update(segmentation=[[0, 0, 2 * W, 2 * H] * 4_000] * 5),
+                                       "dropped", {"mask_polygon_too_complex"}),
+    "poly_too_complex_negative_zigzag": (lambda c, e: _poly(e, [-W, -H, 2 * W, 2 * H] * 12_000), "dropped",
+                                         {"mask_polygon_too_complex"}),
+    # A: focal lengths and principal points (validate_K with the image size, at read)
+    "focal_zero": (lambda c, e: _focal(e, 0.0), "failed", {"bad_intrinsics_focal"}),
+    "focal_negative": (lambda c, e: _focal(e, -148.0), "failed", {"bad_intrinsics_focal"}),
+    "focal_just_too_small": (lambda c, e: _focal(e, 3.0), "failed", {"bad_intrinsics_fov"}),
+    "focal_denormal": (lambda c, e: _focal(e, 5e-324), "failed", {"bad_intrinsics_fov"}),
+    "principal_point_far_right": (lambda c, e: e.img["K"][0].__setitem__(2, 1e9), "failed",
+                                  {"bad_intrinsics_principal_point"}),
+    "principal_point_far_up": (lambda c, e: e.img["K"][1].__setitem__(2, -1e9), "failed",
+                               {"bad_intrinsics_principal_point"}),
+    "principal_point_edge_steep_ray": (lambda c, e: (e.img["K"][0].__setitem__(2, 2 * W), _focal(e, 10.0)), "failed",
+                                       {"bad_intrinsics_fov"}),
+    "K_not_3x3": (lambda c, e: e.img.update(K=[[1e-6, 0, 80], [0, 1e-6, 60]]), "failed", {"bad_intrinsics_shape"}),
+    # A: depth files: bombs and size mismatches in every format the reader takes
+    "depth_png_transposed": (lambda c, e: Image.fromarray(np.full((W, H), 2000, np.uint16)).save(e.depth), "failed",
+                             {"depth_size_mismatch"}),
+    "depth_png_one_row_short": (lambda c, e: Image.fromarray(np.full((H - 1, W), 2000, np.uint16)).save(e.depth),
+                                "failed", {"depth_size_mismatch"}),
+    "depth_tiff_bomb": (lambda c, e: _depth_file(e, "tif", _tiff_header(100_000, 100_000)), "failed",
+                        {"depth_too_large"}),
+    "depth_tiff_wrong_size": (lambda c, e: _depth_file(e, "tif", _tiff_header(W * 3, H * 3)), "failed",
+                              {"depth_size_mismatch"}),
+    "depth_npy_bomb": (lambda c, e: _depth_file(e, "npy", _npy_header((100_000, 100_000))), "failed",
+                       {"depth_size_mismatch"}),
+    "depth_npy_3d_bomb": (lambda c, e: _depth_file(e, "npy", _npy_header((1_000_000, 1_000, 3))), "failed",
+                          {"depth_too_large"}),
+    "depth_npy_header_only": (lambda c, e: _depth_file(e, "npy", _npy_header((H, W))), "failed",
+                              {"depth_unreadable"}),
+    "depth_npy_pickled_objects": (lambda c, e: _depth_file(e, "npy", _npy_objects()), "failed", {"depth_unreadable"}),
+    "depth_pgm_bomb": (lambda c, e: _depth_file(e, "pgm", b"P5\n100000 100000\n65535\n" + b"\0" * 64), "failed",
+                       {"depth_size_mismatch"}),
+    "depth_pgm_short_data": (lambda c, e: _depth_file(e, "pgm", f"P5\n{W} {H}\n65535\n".encode() + b"\0" * 64),
+                             "failed", {"depth_unreadable"}),
+    # B: the image file's size differs from the JSON (EXIF transposing orientations too)
+    "image_transposed_no_exif": (lambda c, e: Image.open(e.image).transpose(Image.Transpose.TRANSPOSE).save(
+        e.image, quality=95), "failed", {"image_size_mismatch"}),
+    "image_png_smaller_than_json": (lambda c, e: _as_png(e, W - 8, H), "failed", {"image_size_mismatch"}),
+    "image_exif_8_json_raw_size": (lambda c, e: _exif_raw_size(e, 8), "failed", {"image_size_mismatch"}),
+    "image_exif_5_json_raw_size": (lambda c, e: _exif_raw_size(e, 5), "failed", {"image_size_mismatch"}),
+    "image_exif_7_json_raw_size": (lambda c, e: _exif_raw_size(e, 7), "failed", {"image_size_mismatch"}),
+    "image_exif_3_same_size": (lambda c, e: _exif_raw_size(e, 3), "lifted", None),
+    # B: annotation id forms
+    "ann_id_beyond_64_bits": (lambda c, e: _ann_id(e, 0, 2 ** 70), "lifted", None),
+    "ann_id_negative": (lambda c, e: _ann_id(e, 0, -5), "lifted", None),
+    "ann_id_cjk_string": (lambda c, e: _ann_id(e, 0, "猫-1"), "lifted", None),
+    "ann_id_float_1e20": (lambda c, e: _ann_id(e, 0, 1e20), "lifted", None),
+    "ann_id_leading_zero_vs_int": (lambda c, e: (_ann_id(e, 0, 7), _ann_id(e, 1, "07")), "lifted", None),
+    "ann_id_null": (lambda c, e: _ann_id(e, 0, None), "dropped", {"ann_id_invalid"}),
+    "ann_id_dict": (lambda c, e: _ann_id(e, 0, {"id": 1}), "dropped", {"ann_id_invalid"}),
+    "ann_id_false": (lambda c, e: _ann_id(e, 0, False), "dropped", {"ann_id_invalid"}),
+    "ann_id_twin_zero_negzero": (lambda c, e: (_ann_id(e, 0, 0), _ann_id(e, 1, -0.0)), "twin",
+                                 {"duplicate_annotation_id"}),
+    "ann_id_twin_1e20_str": (lambda c, e: (_ann_id(e, 0, 3e20), _ann_id(e, 1, str(3 * 10 ** 20))), "twin",
+                             {"duplicate_annotation_id"}),
+    "ann_id_twin_bigint_str": (lambda c, e: (_ann_id(e, 0, 2 ** 71), _ann_id(e, 1, str(2 ** 71))), "twin",
+                               {"duplicate_annotation_id"}),
+    # B: category names that normalise to blank (whitespace of every kind); names that are not text
+    "category_tab_newline": (lambda c, e: _blank_category(c, e, "\t\n\r"), "dropped", {"category_name_invalid"}),
+    "category_ideographic_space": (lambda c, e: _blank_category(c, e, "\u3000"), "dropped", {"category_name_invalid"}),
+    "category_nbsp": (lambda c, e: _blank_category(c, e, "\u00a0\u2028"), "dropped", {"category_name_invalid"}),
+    "category_separators": (lambda c, e: _blank_category(c, e, "\x1c\x1d\x1e\x1f"), "dropped",
+                            {"category_name_invalid"}),
+    "category_underscore_space_mix": (lambda c, e: _blank_category(c, e, " _ _\t"), "dropped",
+                                      {"category_name_invalid"}),
+    "category_name_number": (lambda c, e: _blank_category(c, e, 5), "dropped", {"unknown_category"}),
+    "category_name_null": (lambda c, e: _blank_category(c, e, None), "dropped", {"unknown_category"}),
+    # B: Unicode file names resolved exactly (NFC and NFD are two files on Linux)
+    "file_name_nfc": (lambda c, e: _rename(e, "caf\u00e9.jpg"), "lifted", None),
+    "file_name_nfd": (lambda c, e: _rename(e, "cafe\u0301.jpg"), "lifted", None),
+    "file_name_emoji_cjk": (lambda c, e: _rename(e, "😀猫 犬.jpg"), "lifted", None),
+    # names of control / format characters only (nothing printable) are taken as names: see XFAIL
+    "category_control_chars": (lambda c, e: _blank_category(c, e, "\x01\x02"), "dropped", {"category_name_invalid"}),
+    "category_zero_width_space": (lambda c, e: _blank_category(c, e, "\u200b"), "dropped", {"category_name_invalid"}),
 }
 
 
 @pytest.fixture(scope="module")
-def hostile_run(tmp_path_factory):
-    """Build the corpus, run `lift3d lift` once over it in a subprocess (a segfault would be
-    its exit code); returns what the tests need, with the child's peak RSS."""
+def hostile_corpus(tmp_path_factory):
+    """The corpus: two controls, then one broken copy of scene 0 per case (one file set)."""
     from lifting.records import make_key
-    from lifting.repository import iter_repository
 
     root = tmp_path_factory.mktemp("hostile")
     c = Corpus(root)
-    c.add("ok_a", 0)
-    c.add("ok_b", 1)
+    controls = [make_key("omni3d", c.add(n, i).img["id"]) for i, n in enumerate(("ok_a", "ok_b"))]
     targets = {}
     for name, (mutate, _, _) in CASES.items():
         e = c.add(name, 0)
@@ -140,17 +280,38 @@ def hostile_run(tmp_path_factory):
         targets[name] = (make_key("omni3d", e.img["id"]), e.anns[0].get("id"), [a.get("id") for a in e.anns])
     ann_path = root / "annotations.json"
     ann_path.write_text(json.dumps(c.doc))
-    out = root / "out"
+    files = sorted(str(p.relative_to(root)) for p in root.rglob("*"))
+    return {"root": root, "corpus": c, "ann": ann_path, "doc": c.doc, "targets": targets, "controls": controls,
+            "files": files}
+
+
+#: The two planning paths: records in the driver's memory, and through a Parquet index
+#: (--plan-in-memory-mb 0; the JSON is still parsed with json.loads below the source's
+#: in_memory_bytes: the streamed ijson reader is compared with it by
+#: `test_both_readers_give_the_same_outcomes`).
+PATHS = {"in_memory": [], "index_plan": ["--plan-in-memory-mb", "0"]}
+
+
+@pytest.fixture(scope="module", params=list(PATHS))
+def hostile_run(hostile_corpus, request):
+    """Run `lift3d lift` once over the corpus in a subprocess (a segfault would be its exit
+    code); returns what the tests need, with the child's peak RSS."""
+    from lifting.repository import iter_repository
+
+    root, c = hostile_corpus["root"], hostile_corpus["corpus"]
+    out = root / f"out_{request.param}"
     code = ("import resource, sys\nfrom pipelines import cli\n"
             "rc = cli.main(sys.argv[1:])\n"
             "print('MAXRSS_KB', resource.getrusage(resource.RUSAGE_SELF).ru_maxrss, flush=True)\nsys.exit(rc)\n")
-    proc = subprocess.run([sys.executable, "-c", code, "lift", "--source", "omni3d", "--annotations", str(ann_path),
-                           "--images", str(c.images), "--out", str(out), "--depth-model", "sensor",
-                           "--samples-per-shard", "16", "--workers", "1", "--no-progress"],
+    proc = subprocess.run([sys.executable, "-c", code, "lift", "--source", "omni3d", "--annotations",
+                           str(hostile_corpus["ann"]), "--images", str(c.images), "--out", str(out),
+                           "--depth-model", "sensor", "--samples-per-shard", "16", "--workers", "1", "--no-progress",
+                           *PATHS[request.param]],
                           capture_output=True, text=True, timeout=900, env={**os.environ})
     repo = out / "repository"
     rss = [int(x.split()[1]) for x in proc.stdout.splitlines() if x.startswith("MAXRSS_KB")]
-    run = {"proc": proc, "rss_kb": rss[0] if rss else None, "doc": c.doc, "targets": targets, "repo": repo}
+    run = {**hostile_corpus, "path": request.param, "proc": proc, "rss_kb": rss[0] if rss else None, "repo": repo,
+           "out": out}
     if proc.returncode == 0:
         run["errors"] = [json.loads(x) for x in (repo / "errors" / "errors.jsonl").read_text().splitlines()]
         run["samples"] = {r["key"]: r for r, _ in iter_repository(repo)}
@@ -162,21 +323,41 @@ def test_the_run_completes_within_the_memory_budget(hostile_run):
     p = hostile_run["proc"]
     assert p.returncode == 0, f"exit {p.returncode}: {p.stderr[-2000:]}"
     assert hostile_run["rss_kb"] is not None and hostile_run["rss_kb"] < 1.5 * 1024 * 1024, hostile_run["rss_kb"]
-    assert {"ok_a", "ok_b"} and hostile_run["stats"]["images"]["lifted"] >= 3  # controls + valid odd ids
+    # the good images of the same run are lifted, with every object
+    for key in hostile_run["controls"]:
+        assert key in hostile_run["samples"] and not [e for e in hostile_run["errors"] if e["key"] == key]
+    # nothing was written outside --out: the corpus folder holds what it held before the run
+    root, out = hostile_run["root"], hostile_run["out"]
+    now = sorted(str(p.relative_to(root)) for p in root.rglob("*") if not p.relative_to(root).parts[0].startswith("out_"))
+    assert now == hostile_run["files"]
 
 
-@pytest.mark.parametrize("name", list(CASES))
+#: Cases whose outcome today differs from the one stated (product gaps, reported, not fixed here).
+XFAIL = {
+    "category_control_chars": "a category name of control characters only normalises to itself (not blank) and is "
+                              "lifted as the category '\\x01\\x02' into shards and QA text",
+    "category_zero_width_space": "a category name of a zero-width space only (U+200B, not whitespace to str.strip) is "
+                                 "lifted as an invisible category name",
+}
+
+
+@pytest.mark.parametrize("name", [pytest.param(n, marks=pytest.mark.xfail(strict=True, reason=XFAIL[n]))
+                                  if n in XFAIL else n for n in CASES])
 def test_case_outcome(hostile_run, name):
     _, kind, reasons = CASES[name]
     key, ann0, ids = hostile_run["targets"][name]
     errs = hostile_run["errors"]
-    if kind == "failed":
-        got = {e["reason"] for e in errs if e["key"] == key and e["level"] == "image"}
-        assert got & reasons, f"{name}: {got or 'no image-level error'}; expected {reasons}"
+    if kind == "failed":  # exactly one image-level error with the case's reason, nothing in a shard
+        got = [e["reason"] for e in errs if e["key"] == key and e["level"] == "image"]
+        assert len(got) == 1 and set(got) == reasons, f"{name}: {got or 'no image-level error'}; expected {reasons}"
         assert key not in hostile_run["samples"]
         return
-    if kind == "lifted":
+    if kind == "lifted":  # in a shard with every annotation as an object, no error
         assert key in hostile_run["samples"], [e for e in errs if e["key"] == key]
+        assert not [e for e in errs if e["key"] == key]
+        rec = hostile_run["samples"][key]
+        assert sorted(str(o["source_ann_id"]) for o in rec["objects"]) == sorted(str(int(i) if isinstance(i, float)
+                                                                                      else i) for i in ids)
         return
     got = Counter(e["reason"] for e in errs if e["key"] == key and e["level"] == "object")
     assert set(got) == reasons and sum(got.values()) == 1, f"{name}: {dict(got)}; expected one of {reasons}"
@@ -194,11 +375,32 @@ def test_every_annotation_is_accounted_for_and_index_rows_are_traceable(hostile_
     st = hostile_run["stats"]
     acc = st["objects_accounting"]
     assert st["balanced"] and acc["balanced"] and acc["in"] == len(hostile_run["doc"]["annotations"])
-    assert st["images"]["in"] == len(hostile_run["doc"]["images"])
+    im = st["images"]
+    assert im["in"] == len(hostile_run["doc"]["images"]) == im["lifted"] + im["rejected"] + im["failed"]
+    assert acc["in"] == acc["kept"] + acc["rejected"] + acc["of_failed_images"] + acc["dropped_at_read"]
+    n_failed = sum(1 for k, r, _ in CASES.values() if r == "failed")
+    assert im["failed"] == n_failed == sum(st["images_failed_by_reason"].values())
     rows = pq.read_table(hostile_run["repo"] / "index" / "objects.parquet").to_pylist()
     assert all(r["source_ann_id"] is not None for r in rows)
     per_key = Counter((r["key"], r["object_id"]) for r in rows)
     assert max(per_key.values()) == 1
+
+
+def test_both_readers_give_the_same_outcomes(hostile_corpus):
+    """json.loads (files under in_memory_bytes) and the streamed ijson reader (larger files)
+    give the corpus the same records, object ids and read-time reasons."""
+    from lifting.sources import open_source
+
+    got = []
+    for b in (1 << 30, 0):
+        src = open_source("omni3d", annotations=hostile_corpus["ann"], images=hostile_corpus["corpus"].images,
+                          in_memory_bytes=b)
+        recs = list(src.iter_records())
+        got.append((sorted((r.key, sorted(o.object_id for o in r.objects)) for r in recs if hasattr(r, "objects")),
+                    sorted((str(r.key), r.level, r.reason, str(r.source_ann_id)) for r in recs if not hasattr(r, "objects")),
+                    src.stats()))
+    assert got[0] == got[1]
+    assert got[0][2]["accounting_ok"] and got[0][2]["annotations_in"] == len(hostile_corpus["doc"]["annotations"])
 
 
 # -- part 2: whole files and output folders ---------------------------------------------------
