@@ -259,7 +259,7 @@ CASES = {
     "file_name_nfc": (lambda c, e: _rename(e, "caf\u00e9.jpg"), "lifted", None),
     "file_name_nfd": (lambda c, e: _rename(e, "cafe\u0301.jpg"), "lifted", None),
     "file_name_emoji_cjk": (lambda c, e: _rename(e, "😀猫 犬.jpg"), "lifted", None),
-    # names of control / format characters only (nothing printable) are taken as names: see XFAIL
+    # names of control / format characters only (nothing visible) normalise to blank
     "category_control_chars": (lambda c, e: _blank_category(c, e, "\x01\x02"), "dropped", {"category_name_invalid"}),
     "category_zero_width_space": (lambda c, e: _blank_category(c, e, "\u200b"), "dropped", {"category_name_invalid"}),
 }
@@ -332,17 +332,7 @@ def test_the_run_completes_within_the_memory_budget(hostile_run):
     assert now == hostile_run["files"]
 
 
-#: Cases whose outcome today differs from the one stated (product gaps, reported, not fixed here).
-XFAIL = {
-    "category_control_chars": "a category name of control characters only normalises to itself (not blank) and is "
-                              "lifted as the category '\\x01\\x02' into shards and QA text",
-    "category_zero_width_space": "a category name of a zero-width space only (U+200B, not whitespace to str.strip) is "
-                                 "lifted as an invisible category name",
-}
-
-
-@pytest.mark.parametrize("name", [pytest.param(n, marks=pytest.mark.xfail(strict=True, reason=XFAIL[n]))
-                                  if n in XFAIL else n for n in CASES])
+@pytest.mark.parametrize("name", list(CASES))
 def test_case_outcome(hostile_run, name):
     _, kind, reasons = CASES[name]
     key, ann0, ids = hostile_run["targets"][name]

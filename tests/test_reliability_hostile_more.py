@@ -424,17 +424,10 @@ def test_hidden_files_are_counted(tmp_path, hidden):
     assert st["images_in"] == len(visible) + len(hidden) and st["accounting_ok"]
 
 
-# -- a top-level member given twice: json.loads keeps the last, ijson reads both -----------------
-
-GAP_REPEATED = ("product gap: json.loads keeps only the last of a repeated top-level key, so a file under the "
-                "source's in_memory_bytes (32 MB; every lift3d lift of a small file, --plan-in-memory-mb 0 or "
-                "not) loses the first list's entries with balanced accounting, while the streamed reader of a "
-                "larger file reads both lists")
-
+# -- a top-level member given twice: both readers read both lists (json.loads alone kept the last) --
 
 @pytest.mark.parametrize("member", ["annotations", "images"])
-@pytest.mark.parametrize("mode", [pytest.param(m, marks=pytest.mark.xfail(strict=True, reason=GAP_REPEATED))
-                                  if m != "ijson" else m for m in MODES])
+@pytest.mark.parametrize("mode", MODES)
 def test_a_repeated_top_level_member_loses_nothing_silently(scenes, tmp_path, capsys, member, mode):
     ann, images = scenes
     doc = json.loads(Path(ann).read_text())

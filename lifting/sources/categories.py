@@ -39,6 +39,9 @@ _SPACE = re.compile(r"\s+")
 def normalize_category(name: str) -> str:
     """Plain lower-case English name of a dataset class (see module docstring); "" stays ""."""
     s = unicodedata.normalize("NFKC", str(name)).replace("_", " ").replace("\n", " ")
+    # control, format (zero-width), surrogate and private-use characters are invisible in a
+    # question: a name made only of them normalises to "" (refused as category_name_invalid)
+    s = "".join(ch if unicodedata.category(ch)[0] != "C" else " " for ch in s)
     if "/" in s and not s.startswith("/m/"):
         first = s.split("/")[0].strip()
         s = first or s

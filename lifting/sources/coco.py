@@ -105,7 +105,11 @@ class CocoSource(Source):
             try:
                 raw = storage.read_bytes(self.annotations)
                 check_depth(raw)
-                data = json.loads(raw)
+                # json.loads keeps only the last of a repeated key: a file with two
+                # "annotations" lists would lose the first silently, while the streaming reader
+                # reads both; when a top-level name occurs twice, repeated lists are joined
+                repeated = any(raw.count(b'"%s"' % k.encode()) > 1 for k in TOP_LISTS)
+                data = json.loads(raw, object_pairs_hook=_join_repeated_lists) if repeated else json.loads(raw)
             except JSONTooDeep as e:
                 raise SourceConfigError(f"{self.name}: {self.annotations}: JSON {e}; no COCO-format file nests "
                                         "that deep") from e
@@ -324,6 +328,19 @@ class CocoSource(Source):
 
 #: Top-level members of a COCO-format document that must be lists.
 TOP_LISTS = ("images", "annotations", "categories")
+
+
+def _join_repeated_lists(pairs: list) -> dict:
+    """json object hook: a repeated `images` / `annotations` / `categories` key whose values
+    are lists joins them in file order (what the streaming reader yields); any other repeated
+    key keeps its last value (as json.loads and ijson both do)."""
+    out: dict = {}
+    for k, v in pairs:
+        if k in out and k in TOP_LISTS and isinstance(out[k], list) and isinstance(v, list):
+            out[k] = out[k] + v
+        else:
+            out[k] = v
+    return out
 
 
 def _not_a_list(src, prefix: str, value) -> SourceConfigError:
