@@ -71,3 +71,61 @@ def test_depth_guard_matches_the_reference_for_any_chunking(seed):
     except JSONTooDeep as e:
         whole = e.offset
     assert whole == want
+
+
+def _largest_values(text: bytes) -> int:
+    """Largest size (bytes, from its opening to its closing byte) of a string or of an element
+    of a top-level list (level 2 -> 3), including values still open at the end."""
+    depth, in_string, escaped = 0, False, False
+    item_at = string_at = None
+    big = 0
+    for i, c in enumerate(text):
+        ch = chr(c)
+        if in_string:
+            if escaped:
+                escaped = False
+            elif ch == "\\":
+                escaped = True
+            elif ch == '"':
+                in_string = False
+                big = max(big, i - string_at)
+            continue
+        if ch == '"':
+            in_string, string_at = True, i
+        elif ch in "[{":
+            depth += 1
+            if depth == 3:
+                item_at = i
+        elif ch in "]}":
+            if depth == 3 and item_at is not None:
+                big = max(big, i - item_at)
+                item_at = None
+            depth -= 1
+    end = len(text)
+    for start in (item_at, string_at if in_string else None):
+        if start is not None:
+            big = max(big, end - start)
+    return big
+
+
+@pytest.mark.parametrize("seed", range(300))
+def test_value_size_budget_matches_the_reference_for_any_chunking(seed):
+    """A string or a top-level-list element larger than the budget is refused, whatever the
+    chunking; nothing smaller is."""
+    from lifting.sources.json_depth import JSONValueTooLarge
+
+    rng = random.Random(1000 + seed)
+    text = _random_text(rng)
+    budget = rng.randint(4, 60)
+    too_big = _largest_values(text) > budget
+    guard = DepthGuard(limit=10_000, max_value_bytes=budget)
+    raised = False
+    i = 0
+    try:
+        while i < len(text):
+            k = rng.randint(1, 40)
+            guard.feed(text[i:i + k])
+            i += k
+    except JSONValueTooLarge:
+        raised = True
+    assert raised == too_big, (text, budget, _largest_values(text))

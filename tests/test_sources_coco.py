@@ -174,3 +174,28 @@ def test_streamed_and_in_memory_reads_agree_on_a_bom_and_integers_beyond_64_bits
     assert small == streamed
     objs = small[0]["objects"]
     assert [o["source_ann_id"] for o in objs] == [big, 2]
+
+
+@pytest.mark.parametrize("streamed", [False, True])
+@pytest.mark.parametrize("where", ["annotation_string", "annotation_polygon"])
+def test_one_value_larger_than_the_budget_is_one_clear_line_not_gigabytes(tmp_path, streamed, where):
+    """A single annotation (one long string, or one huge polygon) beyond MAX_JSON_VALUE_BYTES
+    would be built whole in memory by any JSON parser: the file is refused with one line
+    before the parser reaches it, in both reading paths."""
+    import json
+
+    from lifting.sources import SourceConfigError, open_source
+    from lifting.sources.json_depth import MAX_JSON_VALUE_BYTES
+
+    n = MAX_JSON_VALUE_BYTES + 1024
+    big = ('"' + "x" * n + '"') if where == "annotation_string" else ("[[" + "1," * (n // 2) + "1]]")
+    key = "note" if where == "annotation_string" else "segmentation"
+    head = {"images": [{"id": 1, "file_name": "a.jpg", "width": 64, "height": 48}],
+            "categories": [{"id": 1, "name": "cup"}]}
+    text = json.dumps(head)[:-1] + ', "annotations": [{"id": 1, "image_id": 1, "category_id": 1, ' \
+        f'"bbox": [1, 1, 5, 5], "{key}": {big}}}]}}'
+    f = tmp_path / "ann.json"
+    f.write_text(text)
+    opts = {"in_memory_bytes": 0} if streamed else {"in_memory_bytes": 1 << 30}
+    with pytest.raises(SourceConfigError, match="larger than 32 MB"):
+        list(open_source("coco", annotations=f, images=tmp_path, **opts).iter_records())

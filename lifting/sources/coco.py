@@ -47,7 +47,7 @@ from lifting.records import ErrorRecord, ImageRecord, Object2D
 from lifting.sources import (Group, Source, SourceConfigError, check_bbox_xywh, is_number, is_utf8_text,
                              positive_int, safe_text)
 from lifting.sources.categories import CategoryMap
-from lifting.sources.json_depth import DepthGuard, JSONTooDeep, check_depth
+from lifting.sources.json_depth import DepthGuard, JSONOverBudget, JSONTooDeep, check_depth
 
 log = logging.getLogger(__name__)
 
@@ -110,9 +110,8 @@ class CocoSource(Source):
                 # reads both; when a top-level name occurs twice, repeated lists are joined
                 repeated = any(raw.count(b'"%s"' % k.encode()) > 1 for k in TOP_LISTS)
                 data = json.loads(raw, object_pairs_hook=_join_repeated_lists) if repeated else json.loads(raw)
-            except JSONTooDeep as e:
-                raise SourceConfigError(f"{self.name}: {self.annotations}: JSON {e}; no COCO-format file nests "
-                                        "that deep") from e
+            except JSONOverBudget as e:
+                raise SourceConfigError(f"{self.name}: {self.annotations}: JSON {e}; {_budget_hint(e)}") from e
             except (json.JSONDecodeError, UnicodeDecodeError, RecursionError) as e:
                 raise SourceConfigError(f"{self.name}: {self.annotations} is not valid JSON: {e}") from e
             if not isinstance(data, dict):
@@ -141,9 +140,8 @@ class CocoSource(Source):
                             n = k
                             yield item
                     break
-                except JSONTooDeep as e:
-                    raise SourceConfigError(f"{self.name}: {self.annotations}: JSON {e}; no COCO-format file nests "
-                                            "that deep") from e
+                except JSONOverBudget as e:
+                    raise SourceConfigError(f"{self.name}: {self.annotations}: JSON {e}; {_budget_hint(e)}") from e
                 except (ijson.JSONError, UnicodeDecodeError) as e:
                     if backend is ijson and "integer overflow" in str(e):
                         # an integer beyond 64 bits, which json.load reads: the pure-Python backend
@@ -328,6 +326,11 @@ class CocoSource(Source):
 
 #: Top-level members of a COCO-format document that must be lists.
 TOP_LISTS = ("images", "annotations", "categories")
+
+
+def _budget_hint(e: JSONOverBudget) -> str:
+    return ("no COCO-format file nests that deep" if isinstance(e, JSONTooDeep)
+            else "no image or annotation record is that large (a parser would build it whole in memory)")
 
 
 def _join_repeated_lists(pairs: list) -> dict:

@@ -24,23 +24,48 @@ _SPECIAL = np.zeros(256, dtype=bool)
 _SPECIAL[[ord("["), ord("{"), ord("]"), ord("}"), _QUOTE, _BACKSLASH]] = True
 
 
-class JSONTooDeep(ValueError):
-    """A JSON text nests deeper than the guard's limit (`offset`: the byte where it does)."""
+#: Largest single value accepted: one string, or one element of a top-level list (an image,
+#: an annotation: COCO's largest polygon annotations are ~100 KB). A parser builds each such
+#: value whole in memory, so one 2 GB annotation would cost GBs whatever the file's layout.
+MAX_JSON_VALUE_BYTES = 32 << 20
+#: nesting level of an element of a top-level list (document 1, list 2, element 3)
+_ITEM_LEVEL = 3
+
+
+class JSONOverBudget(ValueError):
+    """A JSON text exceeds what the readers accept (`offset`: the byte where it does)."""
+
+    def __init__(self, message: str, limit: int, offset: int):
+        super().__init__(f"{message} at byte {offset}")
+        self.limit, self.offset = limit, offset
+
+
+class JSONTooDeep(JSONOverBudget):
+    """A JSON text nests deeper than the guard's limit."""
 
     def __init__(self, limit: int, offset: int):
-        super().__init__(f"nesting deeper than {limit} levels at byte {offset}")
-        self.limit, self.offset = limit, offset
+        super().__init__(f"nesting deeper than {limit} levels", limit, offset)
+
+
+class JSONValueTooLarge(JSONOverBudget):
+    """One string, or one element of a top-level list, is larger than the guard's limit."""
+
+    def __init__(self, what: str, limit: int, offset: int):
+        super().__init__(f"{what} larger than {limit >> 20} MB", limit, offset)
 
 
 class DepthGuard:
     """Stateful scanner of consecutive chunks of one JSON text (`feed` each chunk in order)."""
 
-    def __init__(self, limit: int = MAX_JSON_DEPTH):
+    def __init__(self, limit: int = MAX_JSON_DEPTH, max_value_bytes: int = MAX_JSON_VALUE_BYTES):
         self.limit = limit
+        self.max_value = max_value_bytes
         self.depth = 0  # nesting level after the bytes fed so far
         self.in_string = False
         self.backslashes = 0  # backslashes ending the previous chunk (inside a string)
         self.offset = 0
+        self.item_open_at: int | None = None  # offset of the open top-level-list element
+        self.string_open_at: int | None = None  # offset of the open string's quote
 
     def feed(self, data: bytes) -> None:
         """Account for the next chunk; JSONTooDeep when it opens a level beyond the limit.
@@ -55,6 +80,7 @@ class DepthGuard:
         if spos.size == 0:
             self.backslashes = 0
             self.offset += n
+            self._check_open(self.offset)
             return
         sb = b[spos]
         m = spos.size
@@ -82,16 +108,47 @@ class DepthGuard:
         if levels.max() > self.limit:
             at = int(np.argmax(levels > self.limit))
             raise JSONTooDeep(self.limit, self.offset + int(spos[at]))
+        # sizes of the values a parser would build whole: elements of a top-level list
+        # (opened going from level 2 to 3, closed going back) and strings (between quotes)
+        before_level = levels - step
+        at = self.offset + spos
+        self.item_open_at = self._pair(at[(before_level == _ITEM_LEVEL - 1) & (levels == _ITEM_LEVEL)],
+                                       at[(before_level == _ITEM_LEVEL) & (levels == _ITEM_LEVEL - 1)],
+                                       self.item_open_at, "a list element")
+        self.string_open_at = self._pair(at[quote & ~inside], at[quote & inside], self.string_open_at, "a string")
         self.depth = int(levels[-1])
         self.in_string = bool((int(toggles[-1]) + int(self.in_string)) % 2)
         self.backslashes = int(run[-1]) if (self.in_string and spos[-1] == n - 1) else 0
         self.offset += n
+        self._check_open(self.offset)
+
+    def _pair(self, opens: np.ndarray, closes: np.ndarray, carried: int | None, what: str) -> int | None:
+        """Check the values closed in this chunk (opens and closes alternate, the first close
+        ending the value `carried` over from earlier chunks); returns the one left open."""
+        if carried is not None:
+            opens = np.concatenate(([carried], opens))
+        k = min(len(opens), len(closes))
+        if k:
+            sizes = closes[:k] - opens[:k]
+            if sizes.max() > self.max_value:
+                i = int(np.argmax(sizes > self.max_value))
+                raise JSONValueTooLarge(what, self.max_value, int(opens[i]))
+        return int(opens[k]) if len(opens) > k else None
+
+    def _check_open(self, end: int) -> None:
+        """A value still open at byte `end` may not have grown beyond the limit either."""
+        for start, what in ((self.item_open_at, "a list element"), (self.string_open_at, "a string")):
+            if start is not None and end - start > self.max_value:
+                raise JSONValueTooLarge(what, self.max_value, start)
 
 
-def check_depth(data: bytes, limit: int = MAX_JSON_DEPTH, chunk: int = 1 << 22) -> None:
-    """JSONTooDeep when the JSON text `data` nests deeper than `limit` levels (scanned in
-    chunks of `chunk` bytes: the scan's own arrays stay small whatever the text's size)."""
-    guard = DepthGuard(limit)
+def check_depth(data: bytes, limit: int = MAX_JSON_DEPTH, chunk: int = 1 << 22,
+                max_value_bytes: int = MAX_JSON_VALUE_BYTES) -> None:
+    """JSONTooDeep when the JSON text `data` nests deeper than `limit` levels, and
+    JSONValueTooLarge when one string or top-level-list element is larger than
+    `max_value_bytes` (scanned in chunks of `chunk` bytes: the scan's own arrays stay small
+    whatever the text's size)."""
+    guard = DepthGuard(limit, max_value_bytes)
     view = memoryview(data)
     for i in range(0, len(data), chunk):
         guard.feed(view[i:i + chunk])
