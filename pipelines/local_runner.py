@@ -60,6 +60,10 @@ def kill_workers() -> None:
         detached.kill_all()
 
 
+#: how Beam's SubprocessSdkWorker command line names the worker module
+_BEAM_WORKER = "-m apache_beam.runners.worker.sdk_worker_main"
+
+
 class _DetachedSubprocess:
     """The `subprocess` module as Beam's SubprocessSdkWorker sees it during a LocalRunner run:
     its Popen starts the worker in a new session (hand-written: Beam has no option for it)."""
@@ -78,6 +82,10 @@ class _DetachedSubprocess:
         # the driver through Beam's logging and control channels
         kwargs.setdefault("stdout", self._module.DEVNULL)
         kwargs.setdefault("stderr", self._module.DEVNULL)
+        if kwargs.get("shell") and args and isinstance(args[0], str) and _BEAM_WORKER in args[0]:
+            # the worker dies with the driver (pipelines/worker_main.py); `exec` makes the shell
+            # Beam starts become the worker, a direct child of the driver
+            args = ("exec " + args[0].replace(_BEAM_WORKER, "-m pipelines.worker_main"),) + tuple(args[1:])
         proc = self._module.Popen(*args, **kwargs)
         self.started.append(proc)
         return proc

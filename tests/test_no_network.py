@@ -125,3 +125,74 @@ def test_ctrl_c_is_one_line_and_exit_130_and_the_same_command_resumes(tmp_path, 
                          *argv], cwd=root, capture_output=True, text=True, timeout=300, env={**os.environ, "PYTHONPATH": str(root)})
     assert p2.returncode == 0, p2.stderr[-2000:]
     assert (out / "repository" / "manifest.json").exists()
+
+
+def _children(pid: int) -> list[int]:
+    """pids whose parent is `pid` (Linux /proc)."""
+    import os
+
+    out = []
+    for d in os.listdir("/proc"):
+        if d.isdigit():
+            try:
+                with open(f"/proc/{d}/stat") as f:
+                    fields = f.read().rsplit(")", 1)[1].split()
+                if int(fields[1]) == pid:
+                    out.append(int(d))
+            except (OSError, IndexError, ValueError):
+                continue
+    return out
+
+
+def _cmdline(pid: int) -> bytes:
+    try:
+        with open(f"/proc/{pid}/cmdline", "rb") as f:
+            return f.read()
+    except OSError:
+        return b""
+
+
+def _alive(pid: int) -> bool:
+    try:
+        with open(f"/proc/{pid}/stat") as f:
+            return f.read().rsplit(")", 1)[1].split()[0] != "Z"
+    except OSError:
+        return False
+
+
+@pytest.mark.skipif(not __import__("os").path.isdir("/proc"), reason="needs Linux /proc to find worker processes")
+def test_kill_9_of_the_driver_leaves_no_worker_running(tmp_path):
+    """kill -9 of `lift3d lift` with 2 worker processes (in their own session, so the kill
+    does not reach them): the workers exit by themselves once their control channel to the
+    dead driver breaks."""
+    import os
+    import signal
+    import subprocess
+    import sys
+    import time
+    from pathlib import Path
+
+    from lifting.synthetic import SceneConfig, write_dataset
+
+    root = Path(__file__).resolve().parents[1]
+    ann = write_dataset(tmp_path / "scenes", n_scenes=40, seed=4, config=SceneConfig(width=320, height=240))
+    argv = ["lift", "--source", "omni3d", "--annotations", str(ann), "--images", str(ann.parent / "images"),
+            "--out", str(tmp_path / "out"), "--workers", "2", "--samples-per-shard", "2", "--no-progress"]
+    proc = subprocess.Popen([sys.executable, "-c", "from pipelines.cli import entry; import sys; "
+                             f"sys.argv = ['lift3d'] + {argv!r}; entry()"], cwd=root,
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, env={**os.environ, "PYTHONPATH": str(root)})
+    workers: list[int] = []
+    t0 = time.monotonic()
+    while time.monotonic() - t0 < 60 and proc.poll() is None and len(workers) < 2:
+        workers = [c for c in _children(proc.pid) if b"worker_main" in _cmdline(c)
+                   or any(b"worker_main" in _cmdline(g) for g in _children(c))]
+        time.sleep(0.05)
+    if proc.poll() is not None or not workers:
+        pytest.skip("the run ended before its workers could be seen")
+    tree = set(workers) | {g for w in workers for g in _children(w)}
+    os.kill(proc.pid, signal.SIGKILL)
+    proc.wait()
+    t0 = time.monotonic()
+    while time.monotonic() - t0 < 60 and any(_alive(p) for p in tree):
+        time.sleep(0.2)
+    assert not [p for p in tree if _alive(p)], "worker processes outlived the driver by 60 s"
