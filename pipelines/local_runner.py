@@ -19,10 +19,15 @@ from apache_beam.runners.runner import PipelineRunner
 class LocalRunner(PipelineRunner):
     """Beam's FnApiRunner on this machine (batch), never Prism.
 
-    With `--direct_running_mode multi_processing` its worker processes are started in their
-    own session: Ctrl-C in the terminal reaches the driver only, which stops the run with one
-    line (pipelines.lift_pipeline._run_to_end) and the runner stops its workers, instead of
-    every worker printing its own KeyboardInterrupt traceback."""
+    With `--direct_running_mode multi_processing` its worker processes
+    - are started in their own session: Ctrl-C in the terminal reaches the driver only, which
+      stops the run with one line (pipelines.lift_pipeline._run_to_end) and kills them,
+      instead of every worker printing its own KeyboardInterrupt traceback;
+    - run `pipelines.worker_main` (Beam's SDK worker that dies with the driver, so kill -9 of
+      the driver leaves none behind), exec'd by Beam's shell command line;
+    - print to /dev/null (Beam's start-up noise; their log records and a failed bundle's
+      traceback reach the driver through Beam's channels; a worker that cannot start shows as
+      Beam's "Worker subprocess exited with return code N")."""
 
     def run_pipeline(self, pipeline, options):
         from apache_beam.portability.api import beam_provision_api_pb2
@@ -66,7 +71,7 @@ _BEAM_WORKER = "-m apache_beam.runners.worker.sdk_worker_main"
 
 class _DetachedSubprocess:
     """The `subprocess` module as Beam's SubprocessSdkWorker sees it during a LocalRunner run:
-    its Popen starts the worker in a new session (hand-written: Beam has no option for it)."""
+    its Popen starts the worker as LocalRunner says (hand-written: Beam has no option for it)."""
 
     def __init__(self, module):
         self._module = module
