@@ -13,7 +13,7 @@ from dataclasses import asdict
 
 from lifting.qa.config import FT_PER_M, Margins, QAConfig
 from lifting.qa.scene import (AXES, CAMERA_VIEW, EGO_AXES, OPPOSITE, OPPOSITE_VIEW, Obj, Scene, clock_hour,
-                              separated, view_coords)
+                              view_coords)
 from lifting.qa.templates import Q, TemplateBank
 
 LEFT_RIGHT_VALUES = frozenset({"left_of", "right_of", "left", "right"})
@@ -263,7 +263,7 @@ def metric_distance(ctx: Ctx):
             raw = math.sqrt(dx * dx + dz * dz)
         else:
             raw = abs(dy)
-        if raw < ctx.m.numeric_min_m or ctx.m.uncertainty_k * math.hypot(a.sc, b.sc) > ctx.m.numeric_rel_sigma * raw:
+        if not s.resolves(raw, s.uncertainty("distance", a, b)):
             continue  # below what the lifting resolves: a relative tolerance cannot grade it
         q: dict = {"pa": [ctx.fmt(a.x), ctx.fmt(a.y), ctx.fmt(a.z)], "pb": [ctx.fmt(b.x), ctx.fmt(b.y), ctx.fmt(b.z)],
                    "dx": ctx.fmt(dx), "dy": ctx.fmt(dy), "dz": ctx.fmt(dz)}
@@ -288,7 +288,7 @@ def metric_object(ctx: Ctx):
         ctx.used.add(sig)
         raw = {"width": a.w, "height": a.h, "length": a.l, "camera_distance": a.r}[quantity]
         sigma = {"width": a.w * a.sf, "height": a.h * a.sh, "length": a.l * a.sf, "camera_distance": a.sc}[quantity]
-        if raw < ctx.m.numeric_min_m or ctx.m.uncertainty_k * sigma > ctx.m.numeric_rel_sigma * raw:
+        if not s.resolves(raw, sigma):
             continue  # below what the lifting resolves: a relative tolerance cannot grade it
         q: dict = {"pa": [ctx.fmt(a.x), ctx.fmt(a.y), ctx.fmt(a.z)]}
         ctx.obj(q, "a", a)
@@ -424,7 +424,6 @@ def multi_count(ctx: Ctx):
     s, rng = ctx.scene, ctx.rng
     if not s.referable or len(s.objects) < 2:
         return None
-    m = ctx.m
     imperial = ctx.config.units == "imperial"
     for _ in range(ctx.config.attempts):
         x = rng.choice(s.referable)
@@ -437,8 +436,8 @@ def multi_count(ctx: Ctx):
             sig = ("multi_count", x.oid, shown)
             if sig in ctx.used:
                 continue
-            if not all(separated(d - radius_m, max(d, radius_m), max(m.distance_m, m.uncertainty_k * s.uncertainty(
-                    "distance", x, o)), m.distance_rel) for d, o in zip(dists, others)):
+            if not all(s.is_separated(d - radius_m, max(d, radius_m), "distance", s.uncertainty("distance", x, o))
+                       for d, o in zip(dists, others)):
                 continue
             ctx.used.add(sig)
             count = sum(1 for d in dists if d < radius_m)
@@ -503,8 +502,7 @@ def viewpoint_object(ctx: Ctx):
                 if n < m.position_m:
                     continue
                 d = right
-            if not separated(d, max(a.r, c.r), max(m.position_m, m.uncertainty_k * math.hypot(a.sc, c.sc)),
-                             m.position_rel):
+            if not s.is_separated(d, max(a.r, c.r), "position", math.hypot(a.sc, c.sc)):
                 continue
             pos, neg = EGO_AXES[axis]
             holds = pos if d > 0 else neg

@@ -157,7 +157,6 @@ class Scene:
 
     # -- referring expressions ----------------------------------------------------------
     def _assign_references(self, rng: random.Random) -> None:
-        m = self.config.margins
         for cat, group in self.categories.items():
             if len(group) == 1:
                 group[0].ref = (f"the {cat}", "unique")
@@ -167,12 +166,8 @@ class Scene:
                                     ("nearest", lambda o: o.r, "distance"), ("farthest", lambda o: -o.r, "distance")):
                 s = sorted(group, key=key)
                 first, second = s[0], s[1]
-                sigma = m.uncertainty_k * math.hypot(first.sc, second.sc)
-                if kind == "position":
-                    ok = separated(first.x - second.x, max(first.r, second.r), max(m.position_m, sigma), m.position_rel)
-                else:
-                    ok = separated(first.r - second.r, max(first.r, second.r), max(m.distance_m, sigma), m.distance_rel)
-                if ok:
+                d = first.x - second.x if kind == "position" else first.r - second.r
+                if self.is_separated(d, max(first.r, second.r), kind, math.hypot(first.sc, second.sc)):
                     rules.setdefault(first.oid, []).append(rule)
             for o in group:
                 if o.oid in rules:
@@ -229,6 +224,13 @@ class Scene:
         m = self.config.margins
         abs_m, rel = margin_of(kind, m)
         return separated(d, scale, max(abs_m, m.uncertainty_k * sigma), rel)
+
+    def resolves(self, value: float, sigma: float) -> bool:
+        """Whether a numeric answer `value` (metres) with 1-sigma `sigma` may be asked: at
+        least `margins.numeric_min_m`, and `uncertainty_k` sigmas within
+        `numeric_rel_sigma` of it."""
+        m = self.config.margins
+        return value >= m.numeric_min_m and m.uncertainty_k * sigma <= m.numeric_rel_sigma * value
 
     @staticmethod
     def uncertainty(axis: str, a: Obj, b: Obj) -> float:
