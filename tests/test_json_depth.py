@@ -10,8 +10,10 @@ import pytest
 from lifting.sources.json_depth import DepthGuard, JSONTooDeep, check_depth
 
 
-def _reference(text: bytes, limit: int) -> int | None:
-    """Offset of the byte opening a level beyond `limit`, or None (the definition)."""
+def _events(text: bytes):
+    """(offset, event, depth after it) of the structural bytes of a JSON-like text, one byte
+    at a time (the definition the guard is checked against): "open" / "close" of a bracket
+    outside strings, "string" / "end_string" at the quotes that open and close a string."""
     depth, in_string, escaped = 0, False, False
     for i, c in enumerate(text):
         ch = chr(c)
@@ -22,16 +24,22 @@ def _reference(text: bytes, limit: int) -> int | None:
                 escaped = True
             elif ch == '"':
                 in_string = False
+                yield i, "end_string", depth
             continue
         if ch == '"':
             in_string = True
+            yield i, "string", depth
         elif ch in "[{":
             depth += 1
-            if depth > limit:
-                return i
+            yield i, "open", depth
         elif ch in "]}":
             depth -= 1
-    return None
+            yield i, "close", depth
+
+
+def _reference(text: bytes, limit: int) -> int | None:
+    """Offset of the byte opening a level beyond `limit`, or None."""
+    return next((i for i, ev, depth in _events(text) if ev == "open" and depth > limit), None)
 
 
 def _random_text(rng: random.Random) -> bytes:
@@ -76,36 +84,18 @@ def test_depth_guard_matches_the_reference_for_any_chunking(seed):
 def _largest_values(text: bytes) -> int:
     """Largest size (bytes, from its opening to its closing byte) of a string or of an element
     of a top-level list (level 2 -> 3), including values still open at the end."""
-    depth, in_string, escaped = 0, False, False
     item_at = string_at = None
     big = 0
-    for i, c in enumerate(text):
-        ch = chr(c)
-        if in_string:
-            if escaped:
-                escaped = False
-            elif ch == "\\":
-                escaped = True
-            elif ch == '"':
-                in_string = False
-                big = max(big, i - string_at)
-            continue
-        if ch == '"':
-            in_string, string_at = True, i
-        elif ch in "[{":
-            depth += 1
-            if depth == 3:
-                item_at = i
-        elif ch in "]}":
-            if depth == 3 and item_at is not None:
-                big = max(big, i - item_at)
-                item_at = None
-            depth -= 1
-    end = len(text)
-    for start in (item_at, string_at if in_string else None):
-        if start is not None:
-            big = max(big, end - start)
-    return big
+    for i, ev, depth in _events(text):
+        if ev == "string":
+            string_at = i
+        elif ev == "end_string":
+            big, string_at = max(big, i - string_at), None
+        elif ev == "open" and depth == 3:
+            item_at = i
+        elif ev == "close" and depth == 2 and item_at is not None:
+            big, item_at = max(big, i - item_at), None
+    return max([big] + [len(text) - start for start in (item_at, string_at) if start is not None])
 
 
 @pytest.mark.parametrize("seed", range(300))

@@ -429,10 +429,16 @@ def _outcome(p: Path, images: Path, tmp_path: Path, streamed: bool, capsys) -> t
     if not streamed:
         rc = _lift(p, images, tmp_path / "out")
         return rc, (_one_line_error(capsys) if rc else "")
+    return streamed_outcome(p, images)
+
+
+def streamed_outcome(ann, images) -> tuple[int, str]:
+    """(2, the error's one line) when the streaming (ijson) reader refuses annotation file
+    `ann` as a whole (SourceConfigError), else (0, "") after reading every record."""
     from lifting.sources import SourceConfigError, open_source
 
     try:
-        list(open_source("omni3d", annotations=p, images=images, in_memory_bytes=0).iter_records())
+        list(open_source("omni3d", annotations=ann, images=images, in_memory_bytes=0).iter_records())
     except SourceConfigError as e:
         assert "\n" not in str(e)
         return 2, str(e)

@@ -22,6 +22,7 @@ import pytest
 from PIL import Image
 
 from test_reliability_corpus import H, W
+from test_reliability_hostile import streamed_outcome
 
 #: How the annotation file is read. `lift3d lift` parses a file under the source's
 #: in_memory_bytes (32 MB) with json.loads whatever --plan-in-memory-mb says (0 only routes the
@@ -37,14 +38,7 @@ def _outcome(ann, images, out, mode, capsys) -> tuple[int, str]:
     if mode != "ijson":
         rc = _lift(ann, images, out, *PLAN[mode])
         return rc, (_refused(capsys, out) if rc else "")
-    from lifting.sources import SourceConfigError, open_source
-
-    try:
-        list(open_source("omni3d", annotations=ann, images=images, in_memory_bytes=0).iter_records())
-    except SourceConfigError as e:
-        assert "\n" not in str(e)
-        return 2, str(e)
-    return 0, ""
+    return streamed_outcome(ann, images)
 
 
 def _read(ann, images, in_memory_bytes):
