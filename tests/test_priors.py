@@ -405,6 +405,24 @@ def test_later_extra_files_win_and_generic_override(tmp_path):
     assert p.get("flux capacitor").dims == (1.0, 1.0, 1.0) and p.get("flux capacitor").source == GENERIC
 
 
+def test_surface_is_optional_and_checked(tmp_path, priors):
+    """"surface" (where depth sees an object inside its box, a fraction of the half-depth):
+    absent for solid objects, below a half for people; an extra file may set it; a value
+    outside [0, 1] skips the entry (extra file) or fails the table."""
+    assert priors.get("car").surface is None and priors.get("pedestrian").surface < 0.5
+    extra = _write(tmp_path / "s.json", {"schema_version": 1, "categories": {
+        "scarecrow": {"dims": [0.8, 1.7, 0.3], "min": [0.4, 1.0, 0.1], "max": [1.5, 2.5, 0.6], "surface": 0.2},
+        "mannequin": {"dims": [0.5, 1.7, 0.3], "min": [0.4, 1.0, 0.1], "max": [1.5, 2.5, 0.6], "surface": 1.5},
+        "dummy": {"dims": [0.5, 1.7, 0.3], "min": [0.4, 1.0, 0.1], "max": [1.5, 2.5, 0.6], "surface": "front"}}})
+    p = SizePriors.load(extra_files=[extra])
+    assert p.get("scarecrow").surface == 0.2
+    assert p.skipped == {"s.json:mannequin": "prior_malformed", "s.json:dummy": "prior_malformed"}
+    bad_main = _write(tmp_path / "main.json", {"schema_version": 1, "categories": {
+        "x": {"dims": [1, 1, 1], "min": [0.5, 0.5, 0.5], "max": [3, 3, 3], "surface": -0.1}}})
+    with pytest.raises(ValueError, match="prior_malformed"):
+        SizePriors.load(bad_main)
+
+
 def test_bad_files_raise(tmp_path):
     with pytest.raises(ValueError, match="schema_version"):
         SizePriors.load(extra_files=[_write(tmp_path / "v2.json", {"schema_version": 2, "categories": {}})])

@@ -54,6 +54,8 @@ class LiftConfig:
     floor_ransac_iters: int = 256
     floor_inlier_m: float = 0.03  # + floor_inlier_rel * z
     floor_inlier_rel: float = 0.01
+    ground_bands_m: tuple = (0, 5, 10, 15, 20, 27, 35, 45, 60, 80, 120)  # horizontal-distance bands of the ground profile (lifting.lift.gravity.ground_profile); () = the plane only
+    ground_min_points: int = 8  # points near the ground a band needs for its height to count
     floor_max_tilt_deg: float = 35.0  # floor normal within this of the upright default
     floor_tilt_scale_deg: float = 20.0  # RANSAC prefers planes nearer upright: score x exp(-(tilt / this)^2 / 2)
     floor_min_support: float = 0.04  # inlier fraction of the valid pixels to trust a floor
@@ -109,7 +111,7 @@ class LiftConfig:
         unknown = sorted(set(d) - names)
         if unknown:
             raise ValueError(f"unknown lifting option(s): {', '.join(unknown)}")
-        for k in ("prior_scale_clip", "floor_contact_sigma", "fuse_sigma_dense", "fuse_sigma_stereo", "fuse_sigma_model", "fuse_sigma_sparse"):
+        for k in ("prior_scale_clip", "floor_contact_sigma", "ground_bands_m", "fuse_sigma_dense", "fuse_sigma_stereo", "fuse_sigma_model", "fuse_sigma_sparse"):
             if k in d:
                 d[k] = tuple(d[k])
         return cls(**d)

@@ -23,6 +23,7 @@ from lifting.lift.gravity import GravityEstimate, estimate_gravity, sample_point
 from lifting.lift.pixels import box_slices, hidden_edges, object_points, valid_and_edges
 from lifting.lift.uncertainty import box_uncertainty
 from lifting.masks import crop_to_content, decode_segmentation_crop
+from lifting.priors import SOLID_SURFACE
 from lifting.records import SCHEMA_VERSION, ImageRecord, Object2D
 
 log = logging.getLogger(__name__)
@@ -86,7 +87,8 @@ def lift_image(record: ImageRecord, depth: np.ndarray, K: np.ndarray, *, K_sourc
             "model:depth-anything-v2", "sensor", ...).
         masks: optional {object_id: (H, W) bool} from a segmenter; overrides annotation masks.
             Masks are handled as their tight crops from here on (`lifting.masks.crop_to_content`).
-        config: thresholds (LiftConfig); priors: category size priors (default table).
+        config: thresholds (LiftConfig); priors: category size priors, a `lifting.priors.SizePriors`
+            (default: the packaged table).
         gravity: precomputed gravity/floor estimate (else estimated here).
     Returns:
         The repository image record (schemas/image_record.schema.json), every object kept
@@ -97,7 +99,7 @@ def lift_image(record: ImageRecord, depth: np.ndarray, K: np.ndarray, *, K_sourc
         allocated, so memory stays bounded whatever K and depth hold).
     """
     cfg = config or LiftConfig()
-    priors = priors if priors is not None else default_priors()
+    priors = default_priors() if priors is None else priors if isinstance(priors, _Priors) else _Priors(priors)
     depth = np.asarray(depth, dtype=np.float32)
     if depth.ndim != 2:
         raise LiftInputError("depth_bad_shape", f"depth must be (H, W), got {depth.shape}")
@@ -180,7 +182,7 @@ def lift_image(record: ImageRecord, depth: np.ndarray, K: np.ndarray, *, K_sourc
             from lifting.camera import backproject
 
             xyz = backproject(np.where(valid, depth, 0), K)
-            hgt = floor.offset - xyz @ floor.normal
+            hgt = floor.height_above(xyz)
             cand &= hgt > (cfg.floor_inlier_m + cfg.floor_inlier_rel * depth)
         segs = segment_boxes(np.array([o.bbox_xyxy for o in box_only], dtype=np.float64), depth, cand, cfg)
         for o, m in zip(box_only, segs):
@@ -361,7 +363,8 @@ def _fit_object(o: Object2D, xyz: np.ndarray, hidden3: tuple, K, g, floor, cfg: 
                   prior_length=None if prior_dims is None else float(max(prior_dims[0], prior_dims[2])),
                   prior_max_dims=_smear_cap(prior, prior_dims, depth_kind, cfg),
                   top_hidden=top_cut,
-                  prior_min_height=float(prior.min[1]) if is_specific(prior) else None)
+                  prior_min_height=float(prior.min[1]) if is_specific(prior) else None,
+                  prior_surface=1.0 if prior is None or prior.surface is None else prior.surface)
     box = fit.box
     if (cfg.align_to_box and depth_kind != "dense" and not fit.round and not any(hidden3)
             and x0 > 1 and x1 < W - 1 and y0 > 1 and y1 < H - 1):
@@ -588,9 +591,8 @@ def _geo_distance(o: Object2D, K, floor, cfg: LiftConfig, priors, image_size) ->
     if floor is not None:
         # ray through the bottom edge (edge coordinate e = pixel-centre coordinate e - 0.5)
         ray_b = np.linalg.solve(K, np.array([(x0 + x1) / 2 - 0.5, y1 - 0.5, 1.0]))
-        down = float(ray_b @ floor.normal)
-        if down > 1e-6:
-            z_floor = float(floor.offset / down) * float(ray_b[2])
+        z_floor = floor.contact(ray_b)
+        if z_floor is not None:
             if abs(math.log(z_floor / z_height)) < 0.4:
                 a, b = cfg.floor_contact_sigma
                 s_f = a + b * z_floor / camera_height
@@ -610,11 +612,12 @@ def _prior_box(o: Object2D, K, g, floor, cfg: LiftConfig, priors, image_size, en
     when some agree with it (`z_hint`: (N,) depths, metres -- a cluster's, or all of a
     sparse box's returns off the road; `_returns_distance` picks the group along the ray
     that the geometry supports, so an occluder's or the background's returns are not
-    taken for the object's). Only for a specific
-    (non-generic) prior and a 2D box whose top and bottom are inside the image. Each yaw
-    candidate is pushed back along the view by its own half-depth (a car end-on reaches
-    2.25 m behind its near face, side-on 0.9 m), and the one whose projection fills the 2D
-    box best is kept. The object is kept when the box passes the same filters as any other
+    taken for the object's; they are the visible surface, which lies `Prior.surface` of the
+    half-depth in front of the centre: a car's near face, a person's torso). Only for a
+    specific (non-generic) prior and a 2D box whose top and bottom are inside the image.
+    Each yaw candidate is pushed back along the view by its own half-depth (a car end-on
+    reaches 2.25 m behind its near face, side-on 0.9 m), and the one whose projection fills
+    the 2D box best is kept. The object is kept when the box passes the same filters as any other
     (`quality.box_from` "size_prior", `quality.depth_from` saying which distance was used);
     returns whether it did (`entry` gets box3d and quality either way: callers pass a
     scratch dict and keep it only on success).
@@ -632,26 +635,36 @@ def _prior_box(o: Object2D, K, g, floor, cfg: LiftConfig, priors, image_size, en
     ray_c = np.linalg.solve(K, np.array([(x0 + x1) / 2 - 0.5, (y0 + y1) / 2 - 0.5, 1.0]))
     z_pts = None if z_hint is None else _returns_distance(np.asarray(z_hint, dtype=np.float64), z, sigma_geo)
     if z_pts is not None:
-        # a handful of returns that agree with the geometry: both, by inverse variance
-        a, b = getattr(cfg, f"fuse_sigma_{depth_kind}")
-        z, how = _fuse_log(z_pts, a + b * z_pts, z, sigma_geo), "points"
-    if not (cfg.min_depth_m <= z <= cfg.max_depth_m):
-        return False
+        how = "points"
+    surface = SOLID_SURFACE if prior.surface is None else prior.surface
     R = gravity_frame(g)
-    near = (ray_c * (z / ray_c[2])) @ R  # the near face's centre, gravity frame
-    if floor is not None and abs(floor.offset - (near[1] + ph / 2)) < 0.5 * ph:
-        near[1] = floor.offset - ph / 2  # standing on the floor
-    view = np.array([near[0], 0.0, near[2]]) / max(math.hypot(near[0], near[2]), 1e-9)  # horizontal ray
-    ray_yaw = math.atan2(near[0], near[2])
+    ray_g = ray_c @ R  # gravity frame: x right, y down, z forward
+    horizontal = max(math.hypot(ray_g[0], ray_g[2]), 1e-9)
+    view = np.array([ray_g[0], 0.0, ray_g[2]]) / horizontal  # horizontal ray
+    ray_yaw = math.atan2(ray_g[0], ray_g[2])
     best = None
     for k in range(12):
         yaw = ray_yaw + k * math.pi / 12
         c, s_ = math.cos(yaw), math.sin(yaw)  # box x axis (c, 0, -s), z axis (s, 0, c): rot_y(yaw)
         half_depth = 0.5 * pw * abs(c * view[0] - s_ * view[2]) + 0.5 * pl * abs(s_ * view[0] + c * view[2])
+        z_near = z
+        if z_pts is not None:
+            # a handful of returns that agree with the geometry: both, by inverse variance
+            # (the returns moved from the visible surface to where the near face would be)
+            a, b = getattr(cfg, f"fuse_sigma_{depth_kind}")
+            z_face = max(z_pts - (1.0 - surface) * half_depth * ray_c[2] / horizontal, 0.5 * z_pts)
+            z_near = _fuse_log(z_face, a + b * z_face, z, sigma_geo)
+        if not (cfg.min_depth_m <= z_near <= cfg.max_depth_m):
+            continue
+        near = (ray_c * (z_near / ray_c[2])) @ R  # the near face's centre, gravity frame
+        if floor is not None and abs(floor.offset - (near[1] + ph / 2)) < 0.5 * ph:
+            near[1] = floor.offset - ph / 2  # standing on the floor
         cand = Box3D.from_gravity((near + view * half_depth) @ R.T, [pw, ph, pl], yaw, g)
         fill = iou_2d(project_box(cand, K, image_size), (x0, y0, x1, y1))
         if best is None or fill > best[0] + 1e-9:
             best = (fill, cand)
+    if best is None:
+        return False
     box = best[1]
     entry["box3d"] = box.to_omni3d()
     figures, reason = assess_box(box, o.bbox_xyxy, K, image_size, (False, False, False), prior, cfg)

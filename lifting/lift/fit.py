@@ -435,7 +435,7 @@ def fit_box(xyz_cam: np.ndarray, gravity_cam: np.ndarray, cfg: LiftConfig, *, fl
             prior_max_height: float | None = None, sides_hidden: tuple[bool, bool] = (False, False),
             box_height_m: float | None = None, prior_length: float | None = None,
             prior_max_dims: np.ndarray | None = None, top_hidden: bool = False,
-            prior_min_height: float | None = None) -> Fit:
+            prior_min_height: float | None = None, prior_surface: float = 1.0) -> Fit:
     """Gravity-aligned box (camera frame) of an object's cleaned points.
 
     Args:
@@ -462,6 +462,10 @@ def fit_box(xyz_cam: np.ndarray, gravity_cam: np.ndarray, cfg: LiftConfig, *, fl
         prior_min_height: the category's least plausible height: a box observed thinner than
             it whose top stands at a plausible height above the floor reaches down to the
             floor (a night stand or table seen from above, its sides hidden or dark).
+        prior_surface: where the visible surface lies in the category's box, as a fraction
+            of the half-depth in front of its centre (`lifting.priors.Prior.surface`): a box
+            completed along the view grows away from the camera from its near face (1.0), or
+            partly towards the camera for an object seen at its middle (a person's torso).
     """
     R = gravity_frame(gravity_cam)
     pg = np.asarray(xyz_cam @ R, dtype=np.float64)  # gravity frame: x right, y down, z forward (horizontal)
@@ -571,7 +575,9 @@ def fit_box(xyz_cam: np.ndarray, gravity_cam: np.ndarray, cfg: LiftConfig, *, fl
                     center = center - right * grow / 2
                 elif sides_hidden[1] and not sides_hidden[0]:
                     center = center + right * grow / 2
-        center_xz = center + zax * (final_l - obs[2]) / 2  # grow away from the camera
+        # grow away from the camera, so that the visible surface lies prior_surface of the
+        # half-depth in front of the centre (and the box still holds what was seen)
+        center_xz = center + zax * max((prior_surface * final_l - obs[2]) / 2, (obs[2] - final_l) / 2)
         vis = float(min(1.0, (obs[0] * obs[2]) / max(final_w * final_l, 1e-9))) if completed else 1.0
     yc = (top + bottom) / 2
     center_g = np.array([center_xz[0], yc, center_xz[1]])

@@ -94,7 +94,7 @@ def _frustum(b, depth, valid, K, floor, cfg: LiftConfig, sparse: bool):
     xyz = np.stack([x, y, z], axis=1)
     uv = np.stack([u, v], axis=1)
     if floor is not None:
-        hgt = floor.offset - xyz @ floor.normal
+        hgt = floor.height_above(xyz)
         keep = hgt > cfg.frustum_floor_m + cfg.frustum_floor_rel * z
         xyz, uv = xyz[keep], uv[keep]
     return xyz, uv, step
