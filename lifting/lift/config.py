@@ -66,6 +66,9 @@ class LiftConfig:
     fuse_sigma_dense: tuple[float, float] = (0.01, 0.003)  # relative depth error a + b * z of a depth camera
     fuse_sigma_stereo: tuple[float, float] = (0.01, 0.012)  # ... of stereo depth (sensor:stereo; KITTI: ~1.2 px bias + noise)
     fuse_sigma_model: tuple[float, float] = (0.08, 0.002)  # ... of a monocular depth model
+    model_scale_sigma: float | None = 0.3  # log-spread of a monocular model's per-image scale error; the scale recovered from the objects' sizes (`lifting.lift.core.depth_scale_from_sizes`) is shrunk towards 1 by it; None: no recovery
+    model_scale_min_objects: int = 2  # objects of known size an image needs for its depth scale to be recovered
+    model_scale_min_height_m: float = 0.5  # ... and only categories typically at least this tall count
     fuse_sigma_sparse: tuple[float, float] = (0.01, 0.0005)  # ... of LiDAR
     trim_pct: float = 0.5  # percentile trimming of extents
     round_residual: float = 0.03  # circle-fit RMS / radius of the front outline below which it is round

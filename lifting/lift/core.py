@@ -124,6 +124,15 @@ def lift_image(record: ImageRecord, depth: np.ndarray, K: np.ndarray, *, K_sourc
         gravity = estimate_gravity(pts, np.ones(len(pts), dtype=bool), cfg, record.gravity_cam, seed=0)
     g = gravity.gravity_cam
     floor = gravity.floor
+    sparse = float(np.count_nonzero(valid)) < cfg.sparse_valid_frac * valid.size
+    # how far an object's own depth is trusted against its category's height (`_fuse_depth`)
+    depth_kind = _depth_kind(str(depth_source), sparse)
+    depth_scale = 1.0
+    if depth_kind == "model" and cfg.model_scale_sigma:
+        depth_scale = depth_scale_from_sizes(record.objects, depth, valid, K, floor, cfg, priors)
+        if depth_scale != 1.0:
+            depth = depth * np.float32(depth_scale)
+            floor = None if floor is None else floor.scaled(depth_scale)
 
     objects_out: list[dict] = []
     reasons: Counter = Counter()
@@ -156,9 +165,6 @@ def lift_image(record: ImageRecord, depth: np.ndarray, K: np.ndarray, *, K_sourc
             mask_source[o.object_id] = "annotation"
         else:
             box_only.append(o)
-    sparse = float(np.count_nonzero(valid)) < cfg.sparse_valid_frac * valid.size
-    # how far an object's own depth is trusted against its category's height (`_fuse_depth`)
-    depth_kind = _depth_kind(str(depth_source), sparse)
     frustum: dict[str, object] = {}
     if box_only and cfg.boxseg_method == "frustum":
         from lifting.lift.frustum import segment_frustums
@@ -255,12 +261,89 @@ def lift_image(record: ImageRecord, depth: np.ndarray, K: np.ndarray, *, K_sourc
         "gravity_cam": [float(v) for v in g],
         "gravity_source": gravity.source,
         "floor_offset_m": None if floor is None else round(float(floor.offset), 4),
+        "depth_scale": round(depth_scale, 4),
         "status": "lifted" if kept else "rejected",
         "reason": None if kept else ("no_objects" if not record.objects else "no_object_kept"),
         "tags": list(record.tags),
         "objects": objects_out,
         "stats": dict(sorted(reasons.items())),
     }
+
+
+def depth_scale_from_sizes(objects, depth: np.ndarray, valid: np.ndarray, K, floor, cfg: LiftConfig, priors) -> float:
+    """The factor that brings a monocular model's depth map to the metric scale its objects'
+    sizes say (1.0 when fewer than `model_scale_min_objects` objects can tell).
+
+    A metric depth model's largest error is one scale per image (10-20 %, which costs most of
+    the 3D IoU); each object of known category tells it independently of the depth: the
+    distance at which its prior height fills its 2D box height (`_box_distance`, relative
+    error the prior's height spread) against the depth the model gives its box (the nearer
+    quartile of the box's central part, where the object is rather than what lies behind
+    it). The log-ratios are combined by inverse variance around their weighted median (an
+    object 2.5 sigma away is dropped: a child, a toy car, a box that is mostly occluder)
+    and shrunk towards 1 by the model's own scale spread `model_scale_sigma`. Only objects
+    typically at least `model_scale_min_height_m` tall (people, cars, chairs: the 2D box of
+    a switch or a book is a few sloppy pixels off in tens) whose box bottom is not hidden
+    by something nearer count. One object
+    alone moves its own depth (`_fuse_depth`); here several agree on the whole map."""
+    H, W = depth.shape
+    camera_height = None if floor is None else float(floor.offset)
+    r, w = [], []
+    for o in objects:
+        prior, dims = priors.dims(o.category)
+        x0, y0, x1, y1 = (float(v) for v in o.bbox_xyxy)
+        if not is_specific(prior) or getattr(o, "iscrowd", False) or y0 <= 1 or y1 >= H - 1 or y1 - y0 < 8:
+            continue
+        bw, bh = x1 - x0, y1 - y0
+        sl = box_slices((x0 + 0.25 * bw, y0 + 0.2 * bh, x1 - 0.25 * bw, y1 - 0.2 * bh), (H, W))
+        if sl is None:
+            continue
+        d = depth[sl][valid[sl]]
+        if len(d) < 10:
+            continue
+        z_d = float(np.percentile(d, 25))
+        sigma = _height_sigma(prior)
+        if (z_d <= 0 or float(dims[1]) < cfg.model_scale_min_height_m
+                or _bottom_occluded((x0, y0, x1, y1), depth, valid, z_d, K, floor)):
+            continue
+        r.append(math.log(_box_distance(bh, K, dims, camera_height) / z_d))
+        w.append(1.0 / sigma ** 2)
+    if len(r) < cfg.model_scale_min_objects:
+        return 1.0
+    r_, w_ = np.asarray(r), np.asarray(w)
+    order = np.argsort(r_)
+    cum = np.cumsum(w_[order])
+    med = float(r_[order][np.searchsorted(cum, 0.5 * cum[-1])])
+    keep = np.abs(r_ - med) <= 2.5 / np.sqrt(w_)
+    if int(keep.sum()) < cfg.model_scale_min_objects:
+        return 1.0
+    log_s = float((w_[keep] * r_[keep]).sum() / (w_[keep].sum() + 1.0 / cfg.model_scale_sigma ** 2))
+    return float(math.exp(log_s))
+
+
+def _bottom_occluded(box, depth: np.ndarray, valid: np.ndarray, z: float, K, floor) -> bool:
+    """Whether something nearer than the object (depth z) covers the rows just below its 2D
+    box (a chair behind a table, a car behind a parked car): its box then ends above its
+    foot and its height in the image says nothing about its size. What stands on a floor
+    has the floor just in front of it there: points on the floor (when one is known), or
+    else at about its own depth, are no occluder."""
+    from lifting.camera import unproject_points
+
+    x0, y0, x1, y1 = box
+    H = depth.shape[0]
+    strip = box_slices((x0 + 0.25 * (x1 - x0), y1, x1 - 0.25 * (x1 - x0), min(H, y1 + max(3.0, 0.1 * (y1 - y0)))),
+                       depth.shape)
+    if strip is None:
+        return False
+    vv, uu = np.nonzero(valid[strip])
+    if len(vv) == 0:
+        return False
+    d = depth[strip][vv, uu]
+    if floor is None:
+        return float(np.median(d)) < 0.85 * z
+    xyz = unproject_points(np.stack([uu + strip[1].start, vv + strip[0].start], axis=1), d, K)
+    off_floor = floor.height_above(xyz) > 0.1 + 0.01 * d
+    return float(np.mean(off_floor & (d < z))) > 0.5
 
 
 def _depth_kind(depth_source: str, sparse: bool) -> str:

@@ -52,6 +52,10 @@ class Floor:
         horizontal = np.sqrt(np.maximum(np.einsum("...i,...i->...", xyz_cam, xyz_cam) - along * along, 0.0))
         return self.ground_offset(horizontal) - along
 
+    def scaled(self, s: float) -> "Floor":
+        """The same floor in a depth map multiplied by `s` (every point moves along its ray)."""
+        return Floor(self.normal, self.offset * s, self.support, tuple((d * s, h * s) for d, h in self.profile))
+
     def contact(self, ray: np.ndarray) -> float | None:
         """z (metres) where a camera ray (3,) meets the ground, or None when it points above
         the horizon; with a profile, a few fixed-point steps (the ground's height there
