@@ -23,8 +23,12 @@ reasoning over all boxes of the image together:
    nearer object's depth range); a box side covered by a nearer object's box, or at the
    image border, is *hidden* (the fit may complete the object towards it).
 
-Uses scipy's cKDTree + connected components (a radius graph), which is what no pixel-grid
-kernel can do on sparse points.
+Uses scipy's cKDTree for the radius graph, which is what no pixel-grid kernel can do on
+sparse points; its components and the clusters' order statistics come from numba kernels
+(`_name`, compiled on first use and cached on disk: scipy's sparse graph and numpy's
+quantiles cost more in call overhead than in arithmetic on these few hundred points). They
+give the same labels and the same bits as scipy's connected_components and np.quantile /
+np.median, the references in tests/test_lift_frustum_kernels.py.
 """
 from __future__ import annotations
 
@@ -32,12 +36,14 @@ import math
 from dataclasses import dataclass
 
 import numpy as np
-from scipy.sparse import coo_matrix
-from scipy.sparse.csgraph import connected_components
+from numba import njit
 from scipy.spatial import cKDTree
 
 from lifting.lift.config import LiftConfig
+from lifting.lift.kernels import median, quantile, root
 from lifting.lift.pixels import box_slices
+
+_JIT = dict(cache=True, nogil=True)
 
 
 @dataclass
@@ -116,9 +122,64 @@ def _components(xyz: np.ndarray, uv: np.ndarray, K: np.ndarray, cfg: LiftConfig)
     scale = r / cfg.frustum_depth_rel  # a relative depth jump of frustum_depth_rel is one radius
     q = np.column_stack([a, np.log(xyz[:, 2]) * scale])
     pairs = cKDTree(q).query_pairs(r, output_type="ndarray")
-    g = coo_matrix((np.ones(len(pairs), np.int8), (pairs[:, 0], pairs[:, 1])), shape=(n, n))
-    _, lab = connected_components(g, directed=False)
+    return _labels(n, pairs.astype(np.int64, copy=False))
+
+
+@njit(**_JIT)
+def _labels(n, pairs):  # numba: scipy's sparse graph + connected_components cost ~0.2 ms a call
+    """(n,) component label of each of n points joined by `pairs` (P, 2), numbered as scipy's
+    connected_components(directed=False) numbers them: in the order of each component's
+    first point. Union-find; a component's root is its first point."""
+    parent = np.arange(n)
+    for k in range(pairs.shape[0]):
+        a, b = root(parent, pairs[k, 0]), root(parent, pairs[k, 1])
+        if a != b:
+            parent[max(a, b)] = min(a, b)
+    lab = np.empty(n, np.int64)
+    m = 0
+    for i in range(n):
+        r = root(parent, i)
+        if r == i:
+            lab[i] = m
+            m += 1
+        else:
+            lab[i] = lab[r]
     return lab
+
+
+@njit(**_JIT)
+def _cluster_stats(order, bounds, clusters, u, v, z):  # numba: np.quantile costs ~60 us a call in overhead
+    """(C, 5) for each cluster c of `clusters` (C,): np.quantile of its points' u and v at
+    (0.02, 0.98) and np.median of their z, (u_lo, u_hi, v_lo, v_hi, z_med). The points of
+    cluster c are order[bounds[c]:bounds[c + 1]]; u, v, z (N,) float64."""
+    out = np.empty((clusters.shape[0], 5))
+    for k in range(clusters.shape[0]):
+        c = clusters[k]
+        lo, m = bounds[c], bounds[c + 1] - bounds[c]
+        buf = np.empty(m)
+        for col, x in ((0, u), (2, v)):
+            for j in range(m):
+                buf[j] = x[order[lo + j]]
+            out[k, col] = quantile(buf, 0.02)
+            out[k, col + 1] = quantile(buf, 0.98)
+        for j in range(m):
+            buf[j] = z[order[lo + j]]
+        out[k, 4] = median(buf)
+    return out
+
+
+@njit(**_JIT)
+def _seg_stats(u, v, z):  # numba: np.percentile and np.quantile cost ~60 us a call in overhead
+    """(z 5th, 50th, 95th percentile, u at 2 and 98 %, v at 2 and 98 %) of a cluster's
+    points (np.percentile / np.quantile); u, v, z (N,) float64, N >= 1."""
+    out = np.empty(7)
+    buf = z.copy()
+    out[0], out[1], out[2] = quantile(buf, 0.05), quantile(buf, 0.5), quantile(buf, 0.95)
+    buf = u.copy()
+    out[3], out[4] = quantile(buf, 0.02), quantile(buf, 0.98)
+    buf = v.copy()
+    out[5], out[6] = quantile(buf, 0.02), quantile(buf, 0.98)
+    return out
 
 
 def _choose(xyz, uv, b, K, cfg: LiftConfig, prior: tuple | None, image_size) -> np.ndarray | None:
@@ -149,16 +210,15 @@ def _choose(xyz, uv, b, K, cfg: LiftConfig, prior: tuple | None, image_size) -> 
     med = np.full(nlab, np.inf)
     order = np.argsort(lab, kind="stable")
     bounds = np.concatenate([[0], np.cumsum(counts)])
-    for c in np.flatnonzero(big):
-        idx = order[bounds[c]:bounds[c + 1]]
-        uc, vc = uv[idx, 0], uv[idx, 1]
-        qu = np.quantile(uc, (0.02, 0.98))
-        qv = np.quantile(vc, (0.02, 0.98))
-        fu = (qu[1] - qu[0] + 1) / bw
-        fv = (qv[1] - qv[0] + 1) / bh
+    clusters = np.flatnonzero(big)
+    stats = _cluster_stats(order, bounds, clusters, uv[:, 0].astype(np.float64), uv[:, 1].astype(np.float64),
+                           np.ascontiguousarray(z, dtype=np.float64))
+    for c, (qu0, qu1, qv0, qv1, z_med) in zip(clusters, stats):
+        fu = (qu1 - qu0 + 1) / bw
+        fv = (qv1 - qv0 + 1) / bh
         fill = min(fu, 1.0) * min(fv, 1.0)
         share = counts[c] / n
-        med[c] = float(np.median(z[idx]))
+        med[c] = float(z_med)
         w = 1.0
         if z_pred is not None:
             dev = math.log(med[c] / z_pred) / prior_spread
@@ -213,10 +273,10 @@ def segment_frustums(boxes_xyxy: np.ndarray, depth: np.ndarray, valid: np.ndarra
         if sel is None or sel.sum() < cfg.frustum_min_points:
             return None
         p, q = xyz[sel], uv[sel]
-        lo, md, hi = np.percentile(p[:, 2], [5, 50, 95])
+        lo, md, hi, qu0, qu1, qv0, qv1 = _seg_stats(q[:, 0].astype(np.float64), q[:, 1].astype(np.float64),
+                                                    np.ascontiguousarray(p[:, 2], dtype=np.float64))
         b = boxes_xyxy[i]
-        qu, qv = np.quantile(q[:, 0], (0.02, 0.98)), np.quantile(q[:, 1], (0.02, 0.98))
-        fill = min((qu[1] - qu[0] + 1) / max(b[2] - b[0], 1.0), 1.0) * min((qv[1] - qv[0] + 1) / max(b[3] - b[1], 1.0), 1.0)
+        fill = min((qu1 - qu0 + 1) / max(b[2] - b[0], 1.0), 1.0) * min((qv1 - qv0 + 1) / max(b[3] - b[1], 1.0), 1.0)
         return FrustumSeg(p, q, float(lo), float(hi), float(md), step=step, fill=float(fill))
 
     first = [choose(i) for i in range(n)]
