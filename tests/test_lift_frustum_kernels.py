@@ -118,6 +118,21 @@ def ref_choose(xyz, uv, b, K, cfg: LiftConfig, prior: tuple | None, image_size) 
     return sel
 
 
+def ref_window_mean(depth, valid, v, u):
+    """`_frustum`'s dense-depth smoothing as it was: mean of the valid 3x3 neighbours."""
+    H, W = depth.shape
+    acc = np.zeros(len(v))
+    cnt = np.zeros(len(v))
+    for dv in (-1, 0, 1):
+        vv = np.clip(v + dv, 0, H - 1)
+        for du in (-1, 0, 1):
+            uu = np.clip(u + du, 0, W - 1)
+            ok = valid[vv, uu]
+            acc += np.where(ok, depth[vv, uu], 0.0)
+            cnt += ok
+    return acc / np.maximum(cnt, 1)
+
+
 # ---------------------------------------------------------------- random frustums
 
 
@@ -197,6 +212,17 @@ def test_segment_statistics_match_numpy(fr):
     ref = np.r_[np.percentile(xyz[:, 2], [5, 50, 95]), np.quantile(uv[:, 0], (0.02, 0.98)),
                 np.quantile(uv[:, 1], (0.02, 0.98))]
     assert np.array_equal(got, ref)
+
+
+@HYP
+@given(st.integers(0, 2 ** 32 - 1), st.integers(1, 40), st.integers(1, 40), st.floats(0.0, 1.0),
+       st.sampled_from([np.float32, np.float64]))
+def test_window_mean_matches_reference(seed, h, w, valid_frac, dtype):
+    rng = np.random.default_rng(seed)
+    depth = (rng.uniform(0.3, 80.0, size=(h, w)) * np.exp(rng.normal(0, 0.3, size=(h, w)))).astype(dtype)
+    valid = rng.uniform(size=(h, w)) < valid_frac
+    v, u = np.nonzero(np.ones((h, w), dtype=bool))  # every pixel, the borders included
+    assert np.array_equal(frustum._window_mean(depth, valid, v, u), ref_window_mean(depth, valid, v, u))
 
 
 # ---------------------------------------------------------------- frustums of synthetic scenes

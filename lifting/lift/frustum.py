@@ -84,17 +84,7 @@ def _frustum(b, depth, valid, K, floor, cfg: LiftConfig, sparse: bool):
         # dense depth: each point's depth is the mean over its 3x3 candidate neighbours. The
         # candidates exclude both pixels of every depth jump (lifting.lift.pixels edges), so
         # no window mixes an object with what lies behind it; the noise drops ~3x.
-        H, W = depth.shape
-        acc = np.zeros(len(v))
-        cnt = np.zeros(len(v))
-        for dv in (-1, 0, 1):
-            vv = np.clip(v + dv, 0, H - 1)
-            for du in (-1, 0, 1):
-                uu = np.clip(u + du, 0, W - 1)
-                ok = valid[vv, uu]
-                acc += np.where(ok, depth[vv, uu], 0.0)
-                cnt += ok
-        z = acc / np.maximum(cnt, 1)
+        z = _window_mean(depth, valid, v, u)
     x = (u - K[0, 2]) * z / K[0, 0]  # lifting.camera: the centre of pixel (0, 0) is (0, 0)
     y = (v - K[1, 2]) * z / K[1, 1]
     xyz = np.stack([x, y, z], axis=1)
@@ -104,6 +94,27 @@ def _frustum(b, depth, valid, K, floor, cfg: LiftConfig, sparse: bool):
         keep = hgt > cfg.frustum_floor_m + cfg.frustum_floor_rel * z
         xyz, uv = xyz[keep], uv[keep]
     return xyz, uv, step
+
+
+@njit(**_JIT)
+def _window_mean(depth, valid, v, u):  # numba: nine numpy passes cost ~0.3 ms a dense frustum
+    """(N,) float64 mean depth of the valid pixels in the 3x3 window around each pixel
+    (v, u) (N,), the window clipped to the (H, W) image; 0 where none is valid. Summed in
+    float64 in the order of the window's rows, then columns."""
+    H, W = depth.shape
+    z = np.empty(v.shape[0])
+    for k in range(v.shape[0]):
+        acc = 0.0
+        cnt = 0.0
+        for dv in range(-1, 2):
+            vv = min(max(v[k] + dv, 0), H - 1)
+            for du in range(-1, 2):
+                uu = min(max(u[k] + du, 0), W - 1)
+                if valid[vv, uu]:
+                    acc += np.float64(depth[vv, uu])
+                    cnt += 1.0
+        z[k] = acc / max(cnt, 1.0)
+    return z
 
 
 def _components(xyz: np.ndarray, uv: np.ndarray, K: np.ndarray, cfg: LiftConfig) -> np.ndarray:
