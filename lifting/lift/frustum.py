@@ -23,12 +23,13 @@ reasoning over all boxes of the image together:
    nearer object's depth range); a box side covered by a nearer object's box, or at the
    image border, is *hidden* (the fit may complete the object towards it).
 
-Uses scipy's cKDTree for the radius graph, which is what no pixel-grid kernel can do on
-sparse points; its components and the clusters' order statistics come from numba kernels
-(`_name`, compiled on first use and cached on disk: scipy's sparse graph and numpy's
-quantiles cost more in call overhead than in arithmetic on these few hundred points). They
-give the same labels and the same bits as scipy's connected_components and np.quantile /
-np.median, the references in tests/test_lift_frustum_kernels.py.
+The radius graph is built on the points, not on pixel neighbourhoods (which are empty in
+sparse depth), by numba kernels (`_name`, compiled on first use and cached on disk): cell
+searches with cKDTree's distances, a union-find for the components, and the clusters'
+order statistics -- scipy's cKDTree and sparse graph and numpy's quantiles cost more in
+call overhead than in arithmetic on these few hundred points. They give the neighbours,
+labels and bits of scipy's cKDTree and connected_components and of np.quantile / np.median,
+the references in tests/test_lift_frustum_kernels.py.
 """
 from __future__ import annotations
 
@@ -37,7 +38,6 @@ from dataclasses import dataclass
 
 import numpy as np
 from numba import njit
-from scipy.spatial import cKDTree
 
 from lifting.lift.config import LiftConfig
 from lifting.lift.kernels import median, quantile, root
@@ -123,17 +123,139 @@ def _components(xyz: np.ndarray, uv: np.ndarray, K: np.ndarray, cfg: LiftConfig)
     if n == 1:
         return np.zeros(1, np.int64)
     a = np.stack([(uv[:, 0] - K[0, 2]) / K[0, 0], (uv[:, 1] - K[1, 2]) / K[1, 1]], axis=1)
-    tree2 = cKDTree(a)
     # the typical spacing of neighbouring points (pixels for dense depth, scan lines and
     # azimuth steps for LiDAR), from the nearest neighbours of a sample
-    sample = a[:: max(1, n // 300)]
-    dist, _ = tree2.query(sample, k=min(4, n))
-    spacing = float(np.median(dist[:, -1]))  # n >= 2 here, so k >= 2 and dist is (m, k)
+    spacing = float(_sample_spacing(a, max(1, n // 300), min(4, n)))
     r = max(cfg.frustum_radius_spacings * spacing, 1.5 / K[0, 0])
     scale = r / cfg.frustum_depth_rel  # a relative depth jump of frustum_depth_rel is one radius
     q = np.column_stack([a, np.log(xyz[:, 2]) * scale])
-    pairs = cKDTree(q).query_pairs(r, output_type="ndarray")
-    return _labels(n, pairs.astype(np.int64, copy=False))
+    return _radius_labels(q, r)
+
+
+# The neighbour searches below replace scipy's cKDTree (whose build and queries cost ~0.5 ms
+# per frustum in overhead) by square cells over the first two coordinates. Squared
+# distances are summed as cKDTree sums them, ((d0^2 + d1^2) + d2^2), so the neighbours and
+# the distances are cKDTree's.
+
+
+@njit(**_JIT)
+def _grid(x, y, cell):
+    """Points (x, y) (N,) binned into square cells of edge `cell` from their minimum: (order
+    (N,) of the points sorted by cell, their sorted cell keys (N,), each point's column and
+    row (N,), the key stride of a column). A cell's key is (column + 1) * stride + row + 1:
+    rows -1 .. max + 1 of a column are consecutive keys."""
+    n = x.shape[0]
+    x0, y0 = x.min(), y.min()
+    col = np.empty(n, np.int64)
+    row = np.empty(n, np.int64)
+    for i in range(n):
+        col[i] = int(math.floor((x[i] - x0) / cell))
+        row[i] = int(math.floor((y[i] - y0) / cell))
+    stride = row.max() + 3
+    key = (col + 1) * stride + row + 1
+    order = np.argsort(key, kind="mergesort")
+    return order, key[order], col, row, stride
+
+
+@njit(**_JIT)
+def _sample_spacing(a, step, k):
+    """np.median, over the sample a[::step] of the (N, 2) points `a`, of the distance to the
+    k-th nearest of the N points (the point itself included: cKDTree(a).query(a[::step], k)'s
+    last column). Ring search over cells of about two points each; a point whose ring grows
+    past 16 cells searches all points."""
+    n = a.shape[0]
+    x, y = a[:, 0].copy(), a[:, 1].copy()
+    w, h = x.max() - x.min(), y.max() - y.min()
+    cell = max(math.sqrt(w * h * 2.0 / n), max(w, h) / n)
+    if not cell > 0.0:
+        cell = 1.0  # every point at one place
+    order, skeys, col, row, stride = _grid(x, y, cell)
+    cmax, rmax = col.max(), row.max()
+    m = (n + step - 1) // step
+    dist = np.empty(m)
+    best = np.empty(k)
+    for si in range(m):
+        s = si * step
+        best[:] = np.inf
+        ring = 0
+        while True:
+            if ring > 16:  # a lone point far from the others: all of them
+                best[:] = np.inf
+                for j in range(n):
+                    _keep_smallest(best, _sq2(x[s], y[s], x[j], y[j]))
+                break
+            for c in range(max(col[s] - ring, 0), min(col[s] + ring, cmax) + 1):
+                edge = c == col[s] - ring or c == col[s] + ring
+                r_lo, r_hi = row[s] - ring, row[s] + ring
+                for rr in range(max(r_lo, 0), min(r_hi, rmax) + 1):
+                    if not edge and rr != r_lo and rr != r_hi:
+                        continue  # inside the ring: done before
+                    key = (c + 1) * stride + rr + 1
+                    t = np.searchsorted(skeys, key)
+                    while t < n and skeys[t] == key:
+                        j = order[t]
+                        _keep_smallest(best, _sq2(x[s], y[s], x[j], y[j]))
+                        t += 1
+            # points in cells beyond this ring lie at least ring * cell away
+            reach = (ring - 1e-6) * cell
+            if ring > 0 and best[k - 1] < reach * reach:
+                break
+            if ring >= cmax + 1 and ring >= rmax + 1:  # every cell seen
+                break
+            ring += 1
+        dist[si] = math.sqrt(best[k - 1])
+    return median(dist)
+
+
+@njit(**_JIT)
+def _sq2(x0, y0, x1, y1):
+    """Squared distance of two 2-D points, summed as cKDTree sums it."""
+    d0 = x0 - x1
+    d1 = y0 - y1
+    return d0 * d0 + d1 * d1
+
+
+@njit(**_JIT)
+def _keep_smallest(best, d):
+    """Insert d into the ascending (k,) `best` when it is smaller than its last value."""
+    k = best.shape[0]
+    if d >= best[k - 1]:
+        return
+    i = k - 1
+    while i > 0 and best[i - 1] > d:
+        best[i] = best[i - 1]
+        i -= 1
+    best[i] = d
+
+
+@njit(**_JIT)
+def _radius_labels(q, r):
+    """(N,) component labels (`_labels` numbering) of the graph joining the (N, 3) points `q`
+    within distance r of each other: the pairs cKDTree(q).query_pairs(r) finds, squared
+    distances ((d0^2 + d1^2) + d2^2) <= r * r."""
+    n = q.shape[0]
+    r2 = r * r
+    # cells a little wider than r: a pair's columns (rows) differ by at most one whatever
+    # the rounding of the binning
+    order, skeys, col, row, stride = _grid(q[:, 0].copy(), q[:, 1].copy(), r * (1.0 + 1e-7))
+    parent = np.arange(n)
+    for i in range(n):
+        for dc in range(-1, 2):
+            base = (col[i] + dc + 1) * stride + row[i] + 1  # the middle row of three
+            t = np.searchsorted(skeys, base - 1)
+            while t < n and skeys[t] <= base + 1:
+                j = order[t]
+                t += 1
+                if j <= i:
+                    continue
+                d0 = q[i, 0] - q[j, 0]
+                d1 = q[i, 1] - q[j, 1]
+                d2 = q[i, 2] - q[j, 2]
+                if d0 * d0 + d1 * d1 + d2 * d2 <= r2:
+                    a, b = root(parent, i), root(parent, j)
+                    if a != b:
+                        parent[max(a, b)] = min(a, b)
+    return _root_labels(parent)
 
 
 @njit(**_JIT)
@@ -146,6 +268,14 @@ def _labels(n, pairs):  # numba: scipy's sparse graph + connected_components cos
         a, b = root(parent, pairs[k, 0]), root(parent, pairs[k, 1])
         if a != b:
             parent[max(a, b)] = min(a, b)
+    return _root_labels(parent)
+
+
+@njit(**_JIT)
+def _root_labels(parent):
+    """Labels 0, 1, ... of a union-find forest whose roots are their trees' smallest members,
+    numbered in the order of those roots."""
+    n = parent.shape[0]
     lab = np.empty(n, np.int64)
     m = 0
     for i in range(n):
