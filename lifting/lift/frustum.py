@@ -140,21 +140,36 @@ def _components(xyz: np.ndarray, uv: np.ndarray, K: np.ndarray, cfg: LiftConfig)
 
 @njit(**_JIT)
 def _grid(x, y, cell):
-    """Points (x, y) (N,) binned into square cells of edge `cell` from their minimum: (order
-    (N,) of the points sorted by cell, their sorted cell keys (N,), each point's column and
-    row (N,), the key stride of a column). A cell's key is (column + 1) * stride + row + 1:
-    rows -1 .. max + 1 of a column are consecutive keys."""
+    """Points (x, y) (N,) binned into square cells of edge at least `cell` (wider when that
+    would make more than about 12 N cells), counted from the points' minimum: (order (N,)
+    of the points by cell, start (n_keys + 1,) of each cell's run in `order`, each point's
+    column and row (N,), the key stride of a column, the edge used). A cell's key is
+    (column + 1) * stride + row + 1 for columns and rows -1 .. max + 1, so that a run of
+    rows of one column is one run of `order`."""
     n = x.shape[0]
     x0, y0 = x.min(), y.min()
+    w, h = x.max() - x0, y.max() - y0
+    cell = max(cell, math.sqrt(w * h / (4.0 * n)), max(w, h) / (4.0 * n))
+    if not cell > 0.0:
+        cell = 1.0  # every point at one place
     col = np.empty(n, np.int64)
     row = np.empty(n, np.int64)
     for i in range(n):
         col[i] = int(math.floor((x[i] - x0) / cell))
         row[i] = int(math.floor((y[i] - y0) / cell))
     stride = row.max() + 3
-    key = (col + 1) * stride + row + 1
-    order = np.argsort(key, kind="mergesort")
-    return order, key[order], col, row, stride
+    start = np.zeros((col.max() + 3) * stride + 1, np.int64)
+    for i in range(n):
+        start[(col[i] + 1) * stride + row[i] + 2] += 1
+    for t in range(1, start.shape[0]):
+        start[t] += start[t - 1]
+    fill = start.copy()
+    order = np.empty(n, np.int64)
+    for i in range(n):
+        key = (col[i] + 1) * stride + row[i] + 1
+        order[fill[key]] = i
+        fill[key] += 1
+    return order, start, col, row, stride, cell
 
 
 @njit(**_JIT)
@@ -166,16 +181,14 @@ def _sample_spacing(a, step, k):
     n = a.shape[0]
     x, y = a[:, 0].copy(), a[:, 1].copy()
     w, h = x.max() - x.min(), y.max() - y.min()
-    cell = max(math.sqrt(w * h * 2.0 / n), max(w, h) / n)
-    if not cell > 0.0:
-        cell = 1.0  # every point at one place
-    order, skeys, col, row, stride = _grid(x, y, cell)
+    order, start, col, row, stride, cell = _grid(x, y, math.sqrt(w * h * 2.0 / n))
     cmax, rmax = col.max(), row.max()
     m = (n + step - 1) // step
     dist = np.empty(m)
     best = np.empty(k)
     for si in range(m):
         s = si * step
+        cs, rs = col[s], row[s]
         best[:] = np.inf
         ring = 0
         while True:
@@ -184,27 +197,33 @@ def _sample_spacing(a, step, k):
                 for j in range(n):
                     _keep_smallest(best, _sq2(x[s], y[s], x[j], y[j]))
                 break
-            for c in range(max(col[s] - ring, 0), min(col[s] + ring, cmax) + 1):
-                edge = c == col[s] - ring or c == col[s] + ring
-                r_lo, r_hi = row[s] - ring, row[s] + ring
-                for rr in range(max(r_lo, 0), min(r_hi, rmax) + 1):
-                    if not edge and rr != r_lo and rr != r_hi:
-                        continue  # inside the ring: done before
-                    key = (c + 1) * stride + rr + 1
-                    t = np.searchsorted(skeys, key)
-                    while t < n and skeys[t] == key:
-                        j = order[t]
-                        _keep_smallest(best, _sq2(x[s], y[s], x[j], y[j]))
-                        t += 1
+            for c in range(max(cs - ring, 0), min(cs + ring, cmax) + 1):
+                base = (c + 1) * stride + 1
+                if c == cs - ring or c == cs + ring:  # a side of the ring: its rows in one run
+                    _nearest_in(best, x, y, s, order, start[base + max(rs - ring, 0)],
+                                start[base + min(rs + ring, rmax) + 1])
+                else:  # inside: the ring's top and bottom cells
+                    if rs - ring >= 0:
+                        _nearest_in(best, x, y, s, order, start[base + rs - ring], start[base + rs - ring + 1])
+                    if rs + ring <= rmax:
+                        _nearest_in(best, x, y, s, order, start[base + rs + ring], start[base + rs + ring + 1])
             # points in cells beyond this ring lie at least ring * cell away
             reach = (ring - 1e-6) * cell
             if ring > 0 and best[k - 1] < reach * reach:
                 break
-            if ring >= cmax + 1 and ring >= rmax + 1:  # every cell seen
+            if ring >= cmax and ring >= rmax:  # every cell seen
                 break
             ring += 1
         dist[si] = math.sqrt(best[k - 1])
     return median(dist)
+
+
+@njit(**_JIT)
+def _nearest_in(best, x, y, s, order, t0, t1):
+    """`_keep_smallest` of point s's squared distances to the points order[t0:t1]."""
+    for t in range(t0, t1):
+        j = order[t]
+        _keep_smallest(best, _sq2(x[s], y[s], x[j], y[j]))
 
 
 @njit(**_JIT)
@@ -237,15 +256,13 @@ def _radius_labels(q, r):
     r2 = r * r
     # cells a little wider than r: a pair's columns (rows) differ by at most one whatever
     # the rounding of the binning
-    order, skeys, col, row, stride = _grid(q[:, 0].copy(), q[:, 1].copy(), r * (1.0 + 1e-7))
+    order, start, col, row, stride, _ = _grid(q[:, 0].copy(), q[:, 1].copy(), r * (1.0 + 1e-7))
     parent = np.arange(n)
     for i in range(n):
         for dc in range(-1, 2):
             base = (col[i] + dc + 1) * stride + row[i] + 1  # the middle row of three
-            t = np.searchsorted(skeys, base - 1)
-            while t < n and skeys[t] <= base + 1:
+            for t in range(start[base - 1], start[base + 2]):
                 j = order[t]
-                t += 1
                 if j <= i:
                     continue
                 d0 = q[i, 0] - q[j, 0]
