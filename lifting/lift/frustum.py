@@ -249,7 +249,7 @@ def _keep_smallest(best, d):
 
 @njit(**_JIT)
 def _radius_labels(q, r):
-    """(N,) component labels (`_labels` numbering) of the graph joining the (N, 3) points `q`
+    """(N,) component labels (`_root_labels`) of the graph joining the (N, 3) points `q`
     within distance r of each other: the pairs cKDTree(q).query_pairs(r) finds, squared
     distances ((d0^2 + d1^2) + d2^2) <= r * r."""
     n = q.shape[0]
@@ -276,22 +276,10 @@ def _radius_labels(q, r):
 
 
 @njit(**_JIT)
-def _labels(n, pairs):  # numba: scipy's sparse graph + connected_components cost ~0.2 ms a call
-    """(n,) component label of each of n points joined by `pairs` (P, 2), numbered as scipy's
-    connected_components(directed=False) numbers them: in the order of each component's
-    first point. Union-find; a component's root is its first point."""
-    parent = np.arange(n)
-    for k in range(pairs.shape[0]):
-        a, b = root(parent, pairs[k, 0]), root(parent, pairs[k, 1])
-        if a != b:
-            parent[max(a, b)] = min(a, b)
-    return _root_labels(parent)
-
-
-@njit(**_JIT)
 def _root_labels(parent):
-    """Labels 0, 1, ... of a union-find forest whose roots are their trees' smallest members,
-    numbered in the order of those roots."""
+    """(N,) labels 0, 1, ... of the trees of a union-find forest whose roots are their trees'
+    smallest members, numbered in the order of those roots: as scipy's
+    connected_components(directed=False) numbers components, by each one's first point."""
     n = parent.shape[0]
     lab = np.empty(n, np.int64)
     m = 0
