@@ -30,7 +30,7 @@ import numpy as np
 from scipy.spatial import cKDTree
 
 from lifting.lift.config import LiftConfig
-from lifting.lift.kernels import pairwise_sum, select
+from lifting.lift.kernels import pairwise_sum, root, select
 
 #: Fibonacci hashing multiplier (2**64 / golden ratio) for the cube-key hash table.
 _HASH_MUL = np.uint64(0x9E3779B97F4A7C15)
@@ -209,15 +209,6 @@ def _grid_inliers(xyz, cell, std_ratio, single):  # numba: per-call numpy overhe
 
 
 @numba.njit(cache=True, nogil=True)
-def _root(parent, c):
-    """Union-find root of `c` (path halving)."""
-    while parent[c] != c:
-        parent[c] = parent[parent[c]]
-        c = parent[c]
-    return c
-
-
-@numba.njit(cache=True, nogil=True)
 def _largest_cluster(xyz, radius, single):  # numba: per-call numpy overhead dominated the small clouds
     """(N,) bool mask of `main_cluster`: union-find over 26-touching occupied cubes, the
     component with most points, ties to the one holding the smallest cube key."""
@@ -236,15 +227,15 @@ def _largest_cluster(xyz, radius, single):  # numba: per-call numpy overhead dom
         for d in deltas:
             o = _find_cube(table, cube_keys, shift, cube_keys[c] + d)
             if o >= 0:
-                a = _root(parent, c)
-                b = _root(parent, o)
+                a = root(parent, c)
+                b = root(parent, o)
                 if a != b:
                     parent[max(a, b)] = min(a, b)
     size = np.zeros(m, dtype=np.int64)
     low = np.full(m, np.iinfo(np.int64).max, dtype=np.int64)
     lab = np.empty(m, dtype=np.int64)
     for c in range(m):
-        r = _root(parent, c)
+        r = root(parent, c)
         lab[c] = r
         low[r] = min(low[r], cube_keys[c])
     for i in range(n):

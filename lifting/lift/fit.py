@@ -28,7 +28,7 @@ from numba import njit
 
 from lifting.boxes import Box3D, gravity_frame, wrap_angle
 from lifting.lift.config import LiftConfig
-from lifting.lift.kernels import pairwise_sum, select
+from lifting.lift.kernels import median, pairwise_sum, select
 
 
 @dataclass(frozen=True)
@@ -71,19 +71,6 @@ def _order_stats(a, lo_pct, hi_pct):
 
 
 @njit(**_JIT)
-def _median(a):
-    """Median of (N,) `a` as np.median (mean of the two middle values for even N); reorders `a`."""
-    n = a.size
-    h = n // 2
-    select(a, 0, n - 1, h)
-    if n % 2:
-        return a[h]
-    hi = a[h]
-    select(a, 0, h, h - 1)
-    return (a[h - 1] + hi) / 2
-
-
-@njit(**_JIT)
 def _best_angle(px, pz, base, offsets_deg, d0):
     """Index of the first maximum, over the angles base + radians(offsets_deg), of the L-shape
     closeness of the points (px, pz) (N,): sum of 1 / max(distance to the nearer side of
@@ -117,7 +104,7 @@ def _footprint_rect(xz, trim_pct, max_points):
     stride = max(1, -(-n // max_points))
     px, pz = xz[::stride, 0].copy(), xz[::stride, 1].copy()
     if px.size > 20:  # trim once, radially: drop the trim_pct farthest points from the median
-        mx, mz = _median(px.copy()), _median(pz.copy())
+        mx, mz = median(px.copy()), median(pz.copy())
         r = np.empty(px.size)
         for i in range(px.size):
             dx, dz = px[i] - mx, pz[i] - mz

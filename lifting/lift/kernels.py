@@ -1,9 +1,12 @@
-"""Numeric numba kernels shared by the lifting core's compiled steps (fit, cloud).
+"""Numeric numba kernels shared by the lifting core's compiled steps (fit, cloud, frustum).
 
 Hand-written because the kernels that call them must give numpy's bits (sums in numpy's
-pairwise order) and because numba's own np.partition took over 10 s to compile.
+pairwise order, np.median's and np.quantile's interpolation) and because numba's own
+np.partition took over 10 s to compile.
 """
 from __future__ import annotations
+
+import math
 
 import numpy as np
 from numba import njit
@@ -96,3 +99,49 @@ def pairwise_sum(a, lo, n):
             if top < 0:
                 return v
         f_left[top], f_done[top] = v, True
+
+
+@njit(**_JIT)
+def median(a):
+    """Median of (N,) `a` as np.median (mean of the two middle values for even N); reorders `a`."""
+    n = a.size
+    h = n // 2
+    select(a, 0, n - 1, h)
+    if n % 2:
+        return a[h]
+    hi = a[h]
+    select(a, 0, h, h - 1)
+    return (a[h - 1] + hi) / 2
+
+
+@njit(**_JIT)
+def quantile(a, q):
+    """np.quantile(a, q) of (N,) finite float64 `a`, N >= 1, for 0 <= q <= 1 (the default
+    'linear' method, to the last bit: numpy's virtual index (N - 1) q and its two-sided
+    interpolation between the neighbouring order statistics); reorders `a`."""
+    n = a.size
+    vi = (n - 1) * q
+    if vi >= n - 1:  # numpy takes the largest value
+        select(a, 0, n - 1, n - 1)
+        return a[n - 1]
+    i = int(math.floor(vi))
+    gamma = vi - i
+    select(a, 0, n - 1, i)
+    lo = a[i]
+    hi = a[i + 1]
+    for k in range(i + 2, n):  # the next order statistic: the smallest above position i
+        if a[k] < hi:
+            hi = a[k]
+    diff = hi - lo
+    if gamma >= 0.5:
+        return hi - diff * (1 - gamma)
+    return lo + diff * gamma
+
+
+@njit(**_JIT)
+def root(parent, c):
+    """Union-find root of `c` (path halving)."""
+    while parent[c] != c:
+        parent[c] = parent[parent[c]]
+        c = parent[c]
+    return c
