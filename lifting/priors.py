@@ -23,6 +23,7 @@ inflection library would add a dependency for the plural rule alone.
 """
 from __future__ import annotations
 
+import dataclasses
 import functools
 import json
 import logging
@@ -372,13 +373,13 @@ class SizePriors:
             hit = self._resolve(loose)
             if not hit.is_generic:
                 match = "alias" if hit.match == "exact" else hit.match
-                return Prior(hit.dims, hit.min, hit.max, hit.source, hit.matched_name, match)
+                return dataclasses.replace(hit, match=match)
         if " of " in key:
             head = key.split(" of ", 1)[0].strip()
             if head:
                 hit = self._resolve(head)
                 if not hit.is_generic:
-                    return Prior(hit.dims, hit.min, hit.max, hit.source, hit.matched_name, "head_noun")
+                    return dataclasses.replace(hit, match="head_noun")
         words = key.split()
         if len(words) > 1 and words[0] in _SCALE_MODIFIERS and "toy" in self._index:
             return self._prior(self._index["toy"], "head_noun")

@@ -410,7 +410,7 @@ class LiftFn(beam.DoFn):
                                       "stage": "lift"})
         status = "lifted" if out.get("status") == "lifted" else "rejected"
         # the depth the boxes were lifted from: a model's map at the scale its objects' sizes gave
-        scale = np.float32(out.get("depth_scale") or 1.0)
+        scale = np.float32(out.get("depth_rescale") or 1.0)
         dpng = depth_png(item["depth"] * scale if scale != 1 else item["depth"]) if self.write_depth and status == "lifted" else None
         return ImageResult(rec["key"], status, record=out, image_path=rec.get("image_path"), depth_png=dpng)
 

@@ -178,6 +178,23 @@ def test_ground_profile_follows_a_road_that_bends_away_from_the_near_plane():
     assert all(abs(h) < 0.03 for _, h in level.profile)
 
 
+def test_a_ray_meets_a_profiled_ground_where_it_first_crosses_it():
+    """Floor.contact solves the ray against the piecewise-linear ground exactly: a road
+    rising 1 m over 20-40 m meets a ray dropping 4 cm per metre at 28.9 m (where the drop
+    equals the ground's offset there); over a valley (the ground 2 m lower from 40 m on) a
+    ray meets it beyond; without a profile it is the plane's contact; above the horizon,
+    nowhere."""
+    from lifting.lift.gravity import Floor
+
+    up = np.array([0.0, 1.0, 0.0])
+    rising = Floor(up, 1.6, 0.5, ((20.0, 0.0), (40.0, 1.0)))
+    z = rising.contact(np.array([0.0, 0.04, 1.0]))
+    assert abs(z - 1.3 / 0.045) < 1e-9 and abs(rising.ground_offset(z) - 0.04 * z) < 1e-9
+    assert Floor(up, 1.6, 0.5, ((20.0, 0.0), (40.0, -2.0))).contact(np.array([0.0, 0.05, 1.0])) == pytest.approx(72.0)
+    assert Floor(up, 1.6, 0.5).contact(np.array([0.0, 0.04, 1.0])) == pytest.approx(40.0)
+    assert rising.contact(np.array([0.0, -0.01, 1.0])) is None
+
+
 def test_a_monocular_models_scale_error_is_recovered_from_the_objects_sizes():
     """A metric depth model's map off by one scale per image (x1.2 here) is brought back by
     the sizes of the objects it shows (cars, people, cyclists, barriers on a street): the
@@ -194,12 +211,12 @@ def test_a_monocular_models_scale_error_is_recovered_from_the_objects_sizes():
             out = lift_image(rec, depth.astype(np.float32), scene.K, K_source="dataset", depth_source="model:test",
                              config=cfg)
             if acc is None:
-                right.append(out["depth_scale"])
+                right.append(out["depth_rescale"])
                 continue
             acc.extend(iou_3d(Box3D.from_omni3d(e["box3d"]), ob.box) if e["status"] == "kept" else 0.0
                        for ob, e in zip(gts, out["objects"]))
             if acc is on:
-                scales.append(out["depth_scale"])
+                scales.append(out["depth_rescale"])
     assert abs(float(np.median(scales)) * 1.2 - 1.0) < 0.1, scales
     assert abs(float(np.median(right)) - 1.0) < 0.05, right
     assert np.mean(on) > np.mean(off) + 0.1, (np.mean(on), np.mean(off))
@@ -218,11 +235,16 @@ def test_the_stored_depth_is_the_one_the_boxes_were_lifted_from():
     fn.setup()
     res = fn._lift({"record": rec.to_dict(), "depth": depth, "K": scene.K, "K_source": "dataset",
                     "depth_source": "model:test"}, rec.to_dict())
-    s = res.record["depth_scale"]
+    s = res.record["depth_rescale"]
     assert res.status == "lifted" and abs(s * 1.2 - 1.0) < 0.15
     stored = decode_depth_png(res.depth_png)
     ok = depth > 0
     assert np.allclose(stored[ok], depth[ok] * s, atol=1e-3)
+    # and the readers of the repository (viz --export-3d, eval's self-consistency) read it
+    # in metres from the record it is stored with
+    from lifting.viz.reader import decode_depth
+
+    assert np.allclose(decode_depth(res.depth_png, res.record)[ok], depth[ok] * s, atol=1e-3)
 
 
 # ----------------------------------------------------------------------------- reasons

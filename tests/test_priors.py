@@ -410,6 +410,9 @@ def test_surface_is_optional_and_checked(tmp_path, priors):
     absent for solid objects, below a half for people; an extra file may set it; a value
     outside [0, 1] skips the entry (extra file) or fails the table."""
     assert priors.get("car").surface is None and priors.get("pedestrian").surface < 0.5
+    # every way of reaching an entry keeps it (loose spellings, "X of Y" heads)
+    for q in ("traffic-cone", "Pedestrian.", "person of interest"):
+        assert priors.get(q).surface == priors.get(q.strip(".").replace("-", " ").split(" of ")[0]).surface is not None
     extra = _write(tmp_path / "s.json", {"schema_version": 1, "categories": {
         "scarecrow": {"dims": [0.8, 1.7, 0.3], "min": [0.4, 1.0, 0.1], "max": [1.5, 2.5, 0.6], "surface": 0.2},
         "mannequin": {"dims": [0.5, 1.7, 0.3], "min": [0.4, 1.0, 0.1], "max": [1.5, 2.5, 0.6], "surface": 1.5},

@@ -111,14 +111,7 @@ def lift_image(record: ImageRecord, depth: np.ndarray, K: np.ndarray, *, K_sourc
     if bad_k:
         raise LiftInputError(bad_k, f"K={K.tolist()}")
 
-    valid, edges = valid_and_edges(depth, cfg)
-    if not valid.any():
-        raise LiftInputError("depth_all_invalid", "no pixel has valid depth")
-    extent = float(depth[valid].max()) * max(1.0, ray_slope(K, W, H))
-    if cfg.max_scene_extent_m is not None and extent > cfg.max_scene_extent_m:
-        raise LiftInputError("scene_extent_over_budget",
-                             f"points reach {extent:.3g} m from the camera (> max_scene_extent_m "
-                             f"{cfg.max_scene_extent_m:g}): K={K.tolist()}")
+    valid, edges = _checked_depth(depth, K, cfg)
     if gravity is None:
         pts = sample_points(depth, valid, K, n=4000, seed=0)
         gravity = estimate_gravity(pts, np.ones(len(pts), dtype=bool), cfg, record.gravity_cam, seed=0)
@@ -127,12 +120,17 @@ def lift_image(record: ImageRecord, depth: np.ndarray, K: np.ndarray, *, K_sourc
     sparse = float(np.count_nonzero(valid)) < cfg.sparse_valid_frac * valid.size
     # how far an object's own depth is trusted against its category's height (`_fuse_depth`)
     depth_kind = _depth_kind(str(depth_source), sparse)
-    depth_scale = 1.0
+    depth_rescale = 1.0
     if depth_kind == "model" and cfg.model_scale_sigma:
-        depth_scale = depth_scale_from_sizes(record.objects, depth, valid, K, floor, cfg, priors)
-        if depth_scale != 1.0:
-            depth = depth * np.float32(depth_scale)
-            floor = None if floor is None else floor.scaled(depth_scale)
+        # the camera height in the size distances is the floor's: once more at the scale found
+        s = depth_scale_from_sizes(record.objects, depth, valid, K, floor, cfg, priors)
+        if s != 1.0 and floor is not None:
+            s = depth_scale_from_sizes(record.objects, depth, valid, K, floor.scaled(s), cfg, priors)
+        depth_rescale = round(s, 4)  # the factor recorded is the one applied
+        if depth_rescale != 1.0:
+            depth = depth * np.float32(depth_rescale)
+            floor = None if floor is None else floor.scaled(depth_rescale)
+            valid, edges = _checked_depth(depth, K, cfg)
 
     objects_out: list[dict] = []
     reasons: Counter = Counter()
@@ -261,7 +259,7 @@ def lift_image(record: ImageRecord, depth: np.ndarray, K: np.ndarray, *, K_sourc
         "gravity_cam": [float(v) for v in g],
         "gravity_source": gravity.source,
         "floor_offset_m": None if floor is None else round(float(floor.offset), 4),
-        "depth_scale": round(depth_scale, 4),
+        "depth_rescale": depth_rescale,
         "status": "lifted" if kept else "rejected",
         "reason": None if kept else ("no_objects" if not record.objects else "no_object_kept"),
         "tags": list(record.tags),
@@ -270,18 +268,36 @@ def lift_image(record: ImageRecord, depth: np.ndarray, K: np.ndarray, *, K_sourc
     }
 
 
+def _checked_depth(depth: np.ndarray, K: np.ndarray, cfg: LiftConfig) -> tuple[np.ndarray, np.ndarray]:
+    """(valid, edges) of a depth map (`valid_and_edges`); LiftInputError when no pixel is
+    valid or its points reach beyond `max_scene_extent_m` (checked before anything per object
+    is allocated, so memory stays bounded whatever K and depth hold)."""
+    H, W = depth.shape
+    valid, edges = valid_and_edges(depth, cfg)
+    if not valid.any():
+        raise LiftInputError("depth_all_invalid", "no pixel has valid depth")
+    extent = float(depth[valid].max()) * max(1.0, ray_slope(K, W, H))
+    if cfg.max_scene_extent_m is not None and extent > cfg.max_scene_extent_m:
+        raise LiftInputError("scene_extent_over_budget",
+                             f"points reach {extent:.3g} m from the camera (> max_scene_extent_m "
+                             f"{cfg.max_scene_extent_m:g}): K={K.tolist()}")
+    return valid, edges
+
+
 def depth_scale_from_sizes(objects, depth: np.ndarray, valid: np.ndarray, K, floor, cfg: LiftConfig, priors) -> float:
     """The factor that brings a monocular model's depth map to the metric scale its objects'
     sizes say (1.0 when fewer than `model_scale_min_objects` objects can tell).
 
     A metric depth model's largest error is one scale per image (10-20 %, which costs most of
-    the 3D IoU); each object of known category tells it independently of the depth: the
-    distance at which its prior height fills its 2D box height (`_box_distance`, relative
-    error the prior's height spread) against the depth the model gives its box (the nearer
+    the 3D IoU); each object of known category tells it: the distance at which its prior
+    height fills its 2D box height (`_box_distance`, relative error the prior's height
+    spread; the camera height it takes for objects seen from above is `floor`'s, so the
+    caller passes the floor at the scale found once more) against the depth the model gives its box (the nearer
     quartile of the box's central part, where the object is rather than what lies behind
     it). The log-ratios are combined by inverse variance around their weighted median (an
     object 2.5 sigma away is dropped: a child, a toy car, a box that is mostly occluder)
-    and shrunk towards 1 by the model's own scale spread `model_scale_sigma`. Only objects
+    and shrunk towards 1 by the model's own scale spread `model_scale_sigma`; the factor is
+    kept within [0.5, 2] (a model off by more than that is not metric). Only objects
     typically at least `model_scale_min_height_m` tall (people, cars, chairs: the 2D box of
     a switch or a book is a few sloppy pixels off in tens) whose box bottom is not hidden
     by something nearer count. One object
@@ -318,7 +334,7 @@ def depth_scale_from_sizes(objects, depth: np.ndarray, valid: np.ndarray, K, flo
     if int(keep.sum()) < cfg.model_scale_min_objects:
         return 1.0
     log_s = float((w_[keep] * r_[keep]).sum() / (w_[keep].sum() + 1.0 / cfg.model_scale_sigma ** 2))
-    return float(math.exp(log_s))
+    return float(math.exp(min(max(log_s, -math.log(2.0)), math.log(2.0))))
 
 
 def _bottom_occluded(box, depth: np.ndarray, valid: np.ndarray, z: float, K, floor) -> bool:
@@ -326,7 +342,8 @@ def _bottom_occluded(box, depth: np.ndarray, valid: np.ndarray, z: float, K, flo
     box (a chair behind a table, a car behind a parked car): its box then ends above its
     foot and its height in the image says nothing about its size. What stands on a floor
     has the floor just in front of it there: points on the floor (when one is known), or
-    else at about its own depth, are no occluder."""
+    else at about its own depth, are no occluder. (`pixels.hidden_edges` asks the same of a
+    mask's own edge pixels once an object is segmented; here only its 2D box is known.)"""
     from lifting.camera import unproject_points
 
     x0, y0, x1, y1 = box
@@ -740,8 +757,10 @@ def _prior_box(o: Object2D, K, g, floor, cfg: LiftConfig, priors, image_size, en
         if not (cfg.min_depth_m <= z_near <= cfg.max_depth_m):
             continue
         near = (ray_c * (z_near / ray_c[2])) @ R  # the near face's centre, gravity frame
+        # standing on the floor: its plane, not the ground profile (measured on nuScenes, the
+        # profile's far heights put these boxes lower than their GT: 0.219 -> 0.210)
         if floor is not None and abs(floor.offset - (near[1] + ph / 2)) < 0.5 * ph:
-            near[1] = floor.offset - ph / 2  # standing on the floor
+            near[1] = floor.offset - ph / 2
         cand = Box3D.from_gravity((near + view * half_depth) @ R.T, [pw, ph, pl], yaw, g)
         fill = iou_2d(project_box(cand, K, image_size), (x0, y0, x1, y1))
         if best is None or fill > best[0] + 1e-9:

@@ -32,7 +32,9 @@ class Floor:
     camera, ((distance m, height m), ...) increasing in distance (`ground_profile`): a road
     is rarely one plane over 60 m (crowns, dips, a slope starting at 20 m), and the plane
     fitted where the points are densest (the first 10 m) misses a far ground by 0.2-0.5 m,
-    which moves a far object's floor contact by 10-25 %. Empty: the plane everywhere."""
+    which moves a far object's floor contact by 10-25 %. Empty: the plane everywhere. The
+    profile places contacts and separates points from the ground (`contact`,
+    `height_above`); boxes still snap to the plane (lifting.lift.core)."""
 
     normal: np.ndarray  # (3,)
     offset: float  # metres
@@ -53,28 +55,45 @@ class Floor:
         along = xyz_cam @ self.normal
         if not self.profile:
             return self.offset - along
-        horizontal = np.sqrt(np.maximum(np.einsum("...i,...i->...", xyz_cam, xyz_cam) - along * along, 0.0))
-        return self.ground_offset(horizontal) - along
+        return self.ground_offset(_horizontal(xyz_cam, along)) - along
 
     def scaled(self, s: float) -> "Floor":
         """The same floor in a depth map multiplied by `s` (every point moves along its ray)."""
         return Floor(self.normal, self.offset * s, self.support, tuple((d * s, h * s) for d, h in self.profile))
 
     def contact(self, ray: np.ndarray) -> float | None:
-        """z (metres) where a camera ray (3,) meets the ground, or None when it points above
-        the horizon; with a profile, a few fixed-point steps (the ground's height there
-        moves where the ray meets it)."""
+        """z (metres) where a camera ray (3,) first meets the ground, or None when it points
+        above the horizon (beyond the profile's last band the ground is flat: a ray pointing
+        down meets it somewhere).
+
+        Along the ray, the drop below the camera grows as k = down / horizontal times the
+        horizontal distance r, and the ground lies at `ground_offset(r)`, piecewise linear
+        in r: the first crossing is solved exactly, one piece at a time."""
         down = float(ray @ self.normal)
         if down <= 1e-6:
             return None
-        t = self.offset / down
-        for _ in range(4 if self.profile else 0):
-            along = t * down
-            horizontal = math.sqrt(max(t * t * float(ray @ ray) - along * along, 0.0))
-            t = self.ground_offset(horizontal) / down
-            if t <= 0:
-                return None
-        return float(t * ray[2])
+        if not self.profile:
+            return float(self.offset / down * ray[2])
+        hz = math.sqrt(max(float(ray @ ray) - down * down, 1e-18))
+        k = down / hz
+        knots = [0.0] + [float(d) for d, _ in self.profile]
+        g = [self.ground_offset(r) for r in knots]
+        for i in range(len(knots)):
+            r0, g0 = knots[i], g[i]
+            # piece i: from knot i to the next one, or flat beyond the last
+            slope = (g[i + 1] - g0) / (knots[i + 1] - r0) if i + 1 < len(knots) else 0.0
+            if k - slope <= 0:
+                continue  # the ray does not gain on the ground here
+            r = r0 + (g0 - k * r0) / (k - slope)
+            if r >= r0 and (i + 1 == len(knots) or r <= knots[i + 1]):
+                return float(r / hz * ray[2])
+        return None
+
+
+def _horizontal(xyz: np.ndarray, along: np.ndarray) -> np.ndarray:
+    """(...,) horizontal distance from the camera of points (..., 3) whose component along
+    the floor normal is `along`."""
+    return np.sqrt(np.maximum(np.einsum("...i,...i->...", xyz, xyz) - along * along, 0.0))
 
 
 def ground_profile(p: np.ndarray, floor: Floor, cfg: LiftConfig) -> tuple:
@@ -85,8 +104,8 @@ def ground_profile(p: np.ndarray, floor: Floor, cfg: LiftConfig) -> tuple:
     bands with at least `ground_min_points` such points. p: (N, 3) camera-frame points."""
     along = p @ floor.normal
     h = floor.offset - along
-    dist = np.sqrt(np.maximum(np.einsum("ij,ij->i", p, p) - along * along, 0.0))
-    edges = cfg.ground_bands_m
+    dist = _horizontal(p, along)
+    edges = sorted(set(float(e) for e in cfg.ground_bands_m))  # increasing, whatever the config says
     out, prev = [], 0.0
     for lo, hi in zip(edges[:-1], edges[1:]):
         band = (dist >= lo) & (dist < hi)
