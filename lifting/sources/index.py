@@ -4,15 +4,16 @@ Scale: Objects365's train JSON holds ~1.7M images and ~25M boxes in several GB, 
 OpenImages box CSV ~15M rows in ~2 GB, and COCO-format files put `images` before or
 after `annotations`. Nothing here holds a whole input in memory:
 
-1. The source streams its items once (ijson / csv). Each item is appended as one JSON
-   line to bucket `crc32(shard key of its image id) % B` on disk, and each annotation id to id-bucket
-   `crc32(ann id) % B`. B = ceil(input bytes / bucket_bytes) (64 MB by default), so a
-   bucket is a bounded slice of the input whatever its total size. Inputs smaller than
-   `in_memory_bytes` skip the disk and form a single in-memory bucket.
+1. The source streams its items once (ijson / csv). Each item is appended to bucket
+   `crc32(shard key of its image id) % B` on disk (its payload marshalled: `_spilled`), and
+   each annotation id to id-bucket `crc32(ann id) % B`. B = ceil(input bytes /
+   bucket_bytes) (64 MB by default), so a bucket is a bounded slice of the input whatever
+   its total size. Inputs smaller than `in_memory_bytes` skip the disk and form a single
+   in-memory bucket.
 2. Duplicate annotation ids are found per id-bucket (first occurrence wins); only the set
    of duplicate positions is kept in memory.
-3. Each bucket is read back, its lines grouped by image id (payloads stay JSON text until
-   their group is assembled), and `source.assemble(group)` runs per image in input order.
+3. Each bucket is read back, its items grouped by image id (payloads stay marshalled bytes
+   until their group is assembled), and `source.assemble(group)` runs per image in input order.
 
 Parquet index layout (`build_index(...)` -> OUT_DIR):
     part-00000.parquet ...  one file per bucket; each holds whole images. One row per
@@ -31,7 +32,7 @@ Parquet index layout (`build_index(...)` -> OUT_DIR):
 `list_partitions(dir)` + `read_partition(path)` let a pipeline read partitions in
 parallel; reading all partitions yields every record and error exactly once.
 
-Hand-written rather than a library: the grouping is a plain hash partition of JSON lines;
+Hand-written rather than a library: the grouping is a plain hash partition of items;
 pyarrow's dataset writer would need the whole table's schema up front and cannot hold
 the union-typed payloads.
 """
@@ -39,9 +40,11 @@ from __future__ import annotations
 
 import json
 import logging
+import marshal
 import math
 import os
 import shutil
+import struct
 import tempfile
 import time
 import zlib
@@ -58,8 +61,12 @@ log = logging.getLogger(__name__)
 INDEX_FORMAT = 1
 _OBJ_FIELDS = fields(Object2D)
 _SEP = (",", ":")
-_KIND = {"image": "i", "ann": "a", "aux": "x"}
-_KIND_NAME = {v: k for k, v in _KIND.items()}
+#: item kinds as spilled (a code) and the Group list each goes to
+_KIND = {"image": 0, "ann": 1, "aux": 2}
+_KIND_PART = ("images", "anns", "aux")
+#: head of a spilled item: kind code, stream position, then the byte lengths of its group
+#: key (the JSON text of its image id, UTF-8) and of its marshalled payload, which follow
+_ITEM_HEAD = struct.Struct("<BqII")
 
 
 #: one encoder for every record (json.dumps with non-default arguments builds a new one per call)
@@ -152,7 +159,7 @@ def iter_buckets(source: Source, counter: StatsCounter, n: int | None = None,
             shutil.rmtree(base, ignore_errors=True)
         else:
             for name in os.listdir(base):
-                if name.endswith(".jsonl"):
+                if name.startswith(("items-", "ids-")):
                     os.remove(os.path.join(base, name))
 
 
@@ -192,20 +199,26 @@ def _in_memory(source: Source, counter: StatsCounter) -> Iterator:
     del first_ann
     frozen = frozenset(dups)
     seen_keys: set = set()
-    while groups:
-        g = groups.pop(next(iter(groups)))
+    for gkey in list(groups):  # popped as assembled (see _spilled_bucket)
+        g = groups.pop(gkey)
         g.dup_ann_seqs = frozen
         yield from _assemble(source, g, counter, seen_keys)
 
 
 def _spilled(source: Source, counter: StatsCounter, n: int, base: str) -> Iterator[tuple[int, Iterator]]:
-    buf = 1 << 16
+    """Buckets through files in `base` (module docstring, steps 1-3).
+
+    Payloads are spilled with `marshal`: it gives back exactly the values the source yielded
+    (ints beyond 64 bits, NaN, lone surrogates), as the in-memory path keeps them, at a
+    fifth of the cost of json.dumps + json.loads per item, and unlike pickle it cannot run
+    code when read back. Its format is this Python's own, which is all a file that lives
+    for one build needs.
+    """
+    items = [open(_items_path(base, b), "wb", buffering=1 << 16) for b in range(n)]
     # surrogatepass: raw input text may hold lone surrogates ("\\udcff" in JSON); the
     # records built from it are checked by the source, the spill files only carry it
-    items = [open(os.path.join(base, f"items-{b:05d}.jsonl"), "w", encoding="utf-8", errors="surrogatepass",
-                  buffering=buf)
-             for b in range(n)]
-    ids = [open(os.path.join(base, f"ids-{b:05d}.jsonl"), "w", encoding="utf-8", errors="surrogatepass", buffering=buf)
+    ids = [open(os.path.join(base, f"ids-{b:05d}.jsonl"), "w", encoding="utf-8", errors="surrogatepass",
+                buffering=1 << 16)
            for b in range(n)]
     stream_errors: list[ErrorRecord] = []
     try:
@@ -215,9 +228,11 @@ def _spilled(source: Source, counter: StatsCounter, n: int, base: str) -> Iterat
                 _count_stream_error(counter, payload)
                 stream_errors.append(payload)
                 continue
-            gkey = _dumps(gid)
+            gkey = _dumps(gid).encode("utf-8", "surrogatepass")
+            blob = marshal.dumps(payload)
             # bucket by shard key, not by id: ids with the same key meet in one bucket
-            items[_bucket_of(source.key(gid), n)].write(f"{_KIND[kind]}\t{seq}\t{gkey}\t{_dumps(payload)}\n")
+            items[_bucket_of(source.key(gid), n)].write(
+                _ITEM_HEAD.pack(_KIND[kind], seq, len(gkey), len(blob)) + gkey + blob)
             if kind == "ann":
                 aid = source.ann_id(payload)
                 if aid is not None:
@@ -239,27 +254,35 @@ def _spilled(source: Source, counter: StatsCounter, n: int, base: str) -> Iterat
         os.remove(os.path.join(base, f"ids-{b:05d}.jsonl"))
     frozen = frozenset(dups)
     for b in range(n):
-        yield b, _spilled_bucket(source, counter, os.path.join(base, f"items-{b:05d}.jsonl"),
-                                 frozen, stream_errors if b == 0 else [])
+        yield b, _spilled_bucket(source, counter, _items_path(base, b), frozen, stream_errors if b == 0 else [])
+
+
+def _items_path(base: str, bucket: int) -> str:
+    return os.path.join(base, f"items-{bucket:05d}.bin")
+
+
+def _read_items(path: str) -> Iterator[tuple[int, int, bytes, bytes]]:
+    """(kind code, seq, group key, marshalled payload) of each item of a spill file, in order."""
+    with open(path, "rb", buffering=1 << 16) as f:
+        while head := f.read(_ITEM_HEAD.size):
+            kind, seq, n_key, n_blob = _ITEM_HEAD.unpack(head)
+            body = f.read(n_key + n_blob)
+            yield kind, seq, body[:n_key], body[n_key:]
 
 
 def _spilled_bucket(source: Source, counter: StatsCounter, path: str, dups: frozenset,
                     stream_errors: list) -> Iterator:
     yield from stream_errors
-    raw: dict[str, list] = {}
-    with open(path, encoding="utf-8", errors="surrogatepass") as f:
-        for line in f:
-            kind, seq, gkey, payload = line.rstrip("\n").split("\t", 3)
-            raw.setdefault(gkey, []).append((kind, int(seq), payload))
+    raw: dict[bytes, list] = {}
+    for kind, seq, gkey, blob in _read_items(path):
+        raw.setdefault(gkey, []).append((kind, seq, blob))
     os.remove(path)
-    parts = {"i": "images", "a": "anns", "x": "aux"}
     seen_keys: set = set()
-    while raw:
-        gkey = next(iter(raw))
+    for gkey in list(raw):  # not next(iter(raw)): a dict emptied from the front is scanned again each time
         lines = raw.pop(gkey)
-        g = Group(image_id=json.loads(gkey), dup_ann_seqs=dups)
-        for kind, seq, payload in lines:
-            getattr(g, parts[kind]).append((seq, json.loads(payload)))
+        g = Group(image_id=json.loads(gkey.decode("utf-8", "surrogatepass")), dup_ann_seqs=dups)
+        for kind, seq, blob in lines:
+            getattr(g, _KIND_PART[kind]).append((seq, marshal.loads(blob)))
         del lines
         yield from _assemble(source, g, counter, seen_keys)
 
