@@ -38,6 +38,8 @@ the union-typed payloads.
 """
 from __future__ import annotations
 
+import contextlib
+import gc
 import json
 import logging
 import marshal
@@ -347,6 +349,50 @@ def _error_rows(errs: list[ErrorRecord], partition: int) -> dict:
     }
 
 
+def _write_partition(path: str, records: Iterator, schema, row_group_images: int) -> tuple[int, list[ErrorRecord]]:
+    """Write the ImageRecords of one bucket's `records` to the partition file `path`, in row
+    groups of `row_group_images` (one empty group when there are none); returns (images
+    written, the bucket's ErrorRecords)."""
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    imgs: list[ImageRecord] = []
+    errs: list[ErrorRecord] = []
+    n_imgs = 0
+    with pq.ParquetWriter(path, schema, compression="zstd") as w:
+        for rec in records:
+            if isinstance(rec, ImageRecord):
+                imgs.append(rec)
+                if len(imgs) >= row_group_images:
+                    w.write_table(pa.Table.from_pydict(_image_rows(imgs), schema))
+                    n_imgs += len(imgs)
+                    imgs = []
+            else:
+                errs.append(rec)
+        if imgs or n_imgs == 0:
+            w.write_table(pa.Table.from_pydict(_image_rows(imgs), schema))
+            n_imgs += len(imgs)
+    return n_imgs, errs
+
+
+@contextlib.contextmanager
+def _gc_paused():
+    """Python's cyclic garbage collector off for the block (back on after, if it was on).
+
+    Indexing makes millions of short-lived, acyclic containers (parsed items, records), and
+    each time the survivors grow by a quarter the collector walks every one of them: a
+    tenth of the build's CPU time on 1M annotations. Reference counting still frees them
+    all; the few cycles the libraries make wait for the collector's next run after the block.
+    """
+    enabled = gc.isenabled()
+    gc.disable()
+    try:
+        yield
+    finally:
+        if enabled:
+            gc.enable()
+
+
 def build_index(source_name: str, annotations=None, images=None, out_dir=None, *,
                 overwrite: bool = False, row_group_images: int = 2000, **opts) -> dict:
     """Convert one annotation source once, streaming, into a Parquet index (module docstring).
@@ -387,28 +433,14 @@ def build_index(source_name: str, annotations=None, images=None, out_dir=None, *
     spill = os.path.join(out_dir, "_spill")
     err_writer = pq.ParquetWriter(os.path.join(out_dir, "errors.parquet"), err_schema, compression="zstd")
     try:
-        for b, records in iter_buckets(source, counter, spill_dir=spill):
-            name = f"part-{b:05d}.parquet"
-            imgs: list[ImageRecord] = []
-            errs: list[ErrorRecord] = []
-            n_imgs = 0
-            with pq.ParquetWriter(os.path.join(out_dir, name), part_schema, compression="zstd") as w:
-                for rec in records:
-                    if isinstance(rec, ImageRecord):
-                        imgs.append(rec)
-                        if len(imgs) >= row_group_images:
-                            w.write_table(pa.Table.from_pydict(_image_rows(imgs), part_schema))
-                            n_imgs += len(imgs)
-                            imgs = []
-                    else:
-                        errs.append(rec)
-                if imgs or n_imgs == 0:
-                    w.write_table(pa.Table.from_pydict(_image_rows(imgs), part_schema))
-                    n_imgs += len(imgs)
-            if errs:
-                err_writer.write_table(pa.Table.from_pydict(_error_rows(errs, b), err_schema))
-            partitions.append({"path": name, "images": n_imgs, "errors": len(errs)})
-            del imgs, errs
+        with _gc_paused():
+            for b, records in iter_buckets(source, counter, spill_dir=spill):
+                name = f"part-{b:05d}.parquet"
+                n_imgs, errs = _write_partition(os.path.join(out_dir, name), records, part_schema, row_group_images)
+                if errs:
+                    err_writer.write_table(pa.Table.from_pydict(_error_rows(errs, b), err_schema))
+                partitions.append({"path": name, "images": n_imgs, "errors": len(errs)})
+                del errs
     finally:
         err_writer.close()
         shutil.rmtree(spill, ignore_errors=True)
