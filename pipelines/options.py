@@ -96,7 +96,8 @@ class RunnerSettings:
     runners (DataflowRunner, FlinkRunner, SparkRunner, PortableRunner) take Beam's own options."""
 
     workers: int | None = _opt(None, "worker processes of the local runner (default: all cores); "
-                               "same as --direct_num_workers")
+                               "same as --direct_num_workers. Also the processes that build the Parquet "
+                               "index of a large input (default: 2, ~360 MB each)")
     dask_address: str | None = _opt(None, "with --runner dask: address of the dask.distributed scheduler "
                                     "(tcp://HOST:8786); default: a new local cluster on this machine")
     progress: bool = _opt(True, "show images done/total, images/s and ETA on stderr (local runner only)")

@@ -123,6 +123,31 @@ def test_index_of_streamed_file_round_trips(tmp_path):
     assert not (tmp_path / "idx" / "_spill").exists()
 
 
+def test_index_built_by_worker_processes_has_the_bytes_of_one_process(tmp_path):
+    """workers > 1 assembles and writes the spilled buckets in spawned processes: the same
+    partition and error files, byte for byte, and the same summary, errors included."""
+    body = _generated_coco(n_images=40)
+    body["annotations"] += [
+        {"id": 5000, "category_id": 1, "bbox": [1, 2, 3, 4]},  # no image_id: an error while streaming
+        {"id": 5001, "image_id": 999, "category_id": 1, "bbox": [1, 2, 3, 4]},  # no such image
+        {"id": 5002, "image_id": 3, "category_id": 1, "bbox": [500, 2, 3, 4]},  # outside the image
+    ]
+    f = tmp_path / "ann.json"
+    f.write_text(json.dumps(body))
+    summary = {w: build_index("coco", f, tmp_path, tmp_path / f"idx{w}", in_memory_bytes=0, buckets=4, workers=w)
+               for w in (1, 2)}
+    names = sorted(p.name for p in (tmp_path / "idx1").glob("*.parquet"))
+    assert names == ["errors.parquet"] + [f"part-{b:05d}.parquet" for b in range(4)]
+    for name in names:
+        assert (tmp_path / "idx2" / name).read_bytes() == (tmp_path / "idx1" / name).read_bytes(), name
+    timing = ("elapsed_s", "annotations_per_s")
+    one, two = ({k: v for k, v in s.items() if k not in timing} for s in (summary[1], summary[2]))
+    assert two == one and one["accounting_ok"]
+    assert one["errors_by_reason"] == {"object:ann_missing_field": 1, "object:bbox_out_of_image": 1,
+                                       "object:duplicate_annotation_id": 1, "object:unknown_image_id": 1}
+    assert not (tmp_path / "idx2" / "_spill").exists()
+
+
 @pytest.mark.parametrize("raw,norm", [
     ("dining table", "dining table"), ("Sneakers", "sneakers"), ("Cabinet/shelf", "cabinet"),
     ("Moniter/TV", "monitor"), ("Ball (Object)", "ball"), ("Human  face", "human face"),

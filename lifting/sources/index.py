@@ -4,15 +4,16 @@ Scale: Objects365's train JSON holds ~1.7M images and ~25M boxes in several GB, 
 OpenImages box CSV ~15M rows in ~2 GB, and COCO-format files put `images` before or
 after `annotations`. Nothing here holds a whole input in memory:
 
-1. The source streams its items once (ijson / csv). Each item is appended as one JSON
-   line to bucket `crc32(shard key of its image id) % B` on disk, and each annotation id to id-bucket
-   `crc32(ann id) % B`. B = ceil(input bytes / bucket_bytes) (64 MB by default), so a
-   bucket is a bounded slice of the input whatever its total size. Inputs smaller than
-   `in_memory_bytes` skip the disk and form a single in-memory bucket.
+1. The source streams its items once (ijson / csv). Each item is appended to bucket
+   `crc32(shard key of its image id) % B` on disk (its payload marshalled: `_spilled`), and
+   each annotation id to id-bucket `crc32(ann id) % B`. B = ceil(input bytes /
+   bucket_bytes) (64 MB by default), so a bucket is a bounded slice of the input whatever
+   its total size. Inputs smaller than `in_memory_bytes` skip the disk and form a single
+   in-memory bucket.
 2. Duplicate annotation ids are found per id-bucket (first occurrence wins); only the set
    of duplicate positions is kept in memory.
-3. Each bucket is read back, its lines grouped by image id (payloads stay JSON text until
-   their group is assembled), and `source.assemble(group)` runs per image in input order.
+3. Each bucket is read back, its items grouped by image id (payloads stay marshalled bytes
+   until their group is assembled), and `source.assemble(group)` runs per image in input order.
 
 Parquet index layout (`build_index(...)` -> OUT_DIR):
     part-00000.parquet ...  one file per bucket; each holds whole images. One row per
@@ -31,23 +32,28 @@ Parquet index layout (`build_index(...)` -> OUT_DIR):
 `list_partitions(dir)` + `read_partition(path)` let a pipeline read partitions in
 parallel; reading all partitions yields every record and error exactly once.
 
-Hand-written rather than a library: the grouping is a plain hash partition of JSON lines;
+Hand-written rather than a library: the grouping is a plain hash partition of items;
 pyarrow's dataset writer would need the whole table's schema up front and cannot hold
 the union-typed payloads.
 """
 from __future__ import annotations
 
+import contextlib
+import gc
 import json
 import logging
+import marshal
 import math
+import multiprocessing
 import os
 import shutil
+import struct
 import tempfile
 import time
 import zlib
 from typing import Iterator
 
-from dataclasses import fields
+from dataclasses import dataclass, fields
 
 from lifting import storage
 from lifting.records import ErrorRecord, ImageRecord, Object2D
@@ -58,8 +64,12 @@ log = logging.getLogger(__name__)
 INDEX_FORMAT = 1
 _OBJ_FIELDS = fields(Object2D)
 _SEP = (",", ":")
-_KIND = {"image": "i", "ann": "a", "aux": "x"}
-_KIND_NAME = {v: k for k, v in _KIND.items()}
+#: item kinds as spilled (a code) and the Group list each goes to
+_KIND = {"image": 0, "ann": 1, "aux": 2}
+_KIND_PART = ("images", "anns", "aux")
+#: head of a spilled item: kind code, stream position, then the byte lengths of its group
+#: key (the JSON text of its image id, UTF-8) and of its marshalled payload, which follow
+_ITEM_HEAD = struct.Struct("<BqII")
 
 
 #: one encoder for every record (json.dumps with non-default arguments builds a new one per call)
@@ -152,7 +162,7 @@ def iter_buckets(source: Source, counter: StatsCounter, n: int | None = None,
             shutil.rmtree(base, ignore_errors=True)
         else:
             for name in os.listdir(base):
-                if name.endswith(".jsonl"):
+                if name.startswith(("items-", "ids-")):
                     os.remove(os.path.join(base, name))
 
 
@@ -192,20 +202,57 @@ def _in_memory(source: Source, counter: StatsCounter) -> Iterator:
     del first_ann
     frozen = frozenset(dups)
     seen_keys: set = set()
-    while groups:
-        g = groups.pop(next(iter(groups)))
+    for gkey in list(groups):  # popped as assembled (see _SpilledBucket.records)
+        g = groups.pop(gkey)
         g.dup_ann_seqs = frozen
         yield from _assemble(source, g, counter, seen_keys)
 
 
 def _spilled(source: Source, counter: StatsCounter, n: int, base: str) -> Iterator[tuple[int, Iterator]]:
-    buf = 1 << 16
+    """(bucket, lazy records) of each of `n` buckets, through files in `base`."""
+    for b, bucket in enumerate(_spill(source, counter, n, base)):
+        yield b, bucket.records(source, counter)
+
+
+@dataclass(frozen=True)
+class _SpilledBucket:
+    """One bucket on disk: what assembling it needs, small enough to send to a worker."""
+
+    path: str  # its items file (see `_spill`)
+    dups: frozenset  # seqs of its annotations whose id was seen earlier in the input
+    stream_errors: tuple  # ErrorRecords of items without an image id (all in bucket 0)
+
+    def records(self, source: Source, counter: StatsCounter) -> Iterator:
+        """The bucket's records in input order (its items file is removed once read)."""
+        yield from self.stream_errors
+        raw: dict[bytes, list] = {}
+        for kind, seq, gkey, blob in _read_items(self.path):
+            raw.setdefault(gkey, []).append((kind, seq, blob))
+        os.remove(self.path)
+        seen_keys: set = set()
+        for gkey in list(raw):  # not next(iter(raw)): a dict emptied from the front is scanned again each time
+            entries = raw.pop(gkey)
+            g = Group(image_id=json.loads(gkey.decode("utf-8", "surrogatepass")), dup_ann_seqs=self.dups)
+            for kind, seq, blob in entries:
+                getattr(g, _KIND_PART[kind]).append((seq, marshal.loads(blob)))
+            del entries
+            yield from _assemble(source, g, counter, seen_keys)
+
+
+def _spill(source: Source, counter: StatsCounter, n: int, base: str) -> list[_SpilledBucket]:
+    """Stream `source` into `n` bucket files in `base` and find its duplicate annotation ids
+    (module docstring, steps 1-2); `counter` receives the items that have no image id.
+
+    Payloads are spilled with `marshal`: it gives back exactly the values the source yielded
+    (ints beyond 64 bits, NaN, lone surrogates), as the in-memory path keeps them, at a
+    fifth of the cost of json.dumps + json.loads per item, and unlike pickle it cannot run
+    code when read back. Its format is this Python's own, which is all a file that lives
+    for one build needs.
+    """
+    items = [open(_items_path(base, b), "wb", buffering=1 << 16) for b in range(n)]
     # surrogatepass: raw input text may hold lone surrogates ("\\udcff" in JSON); the
     # records built from it are checked by the source, the spill files only carry it
-    items = [open(os.path.join(base, f"items-{b:05d}.jsonl"), "w", encoding="utf-8", errors="surrogatepass",
-                  buffering=buf)
-             for b in range(n)]
-    ids = [open(os.path.join(base, f"ids-{b:05d}.jsonl"), "w", encoding="utf-8", errors="surrogatepass", buffering=buf)
+    ids = [open(_ids_path(base, b), "w", encoding="utf-8", errors="surrogatepass", buffering=1 << 16)
            for b in range(n)]
     stream_errors: list[ErrorRecord] = []
     try:
@@ -215,53 +262,56 @@ def _spilled(source: Source, counter: StatsCounter, n: int, base: str) -> Iterat
                 _count_stream_error(counter, payload)
                 stream_errors.append(payload)
                 continue
-            gkey = _dumps(gid)
+            gkey = _dumps(gid).encode("utf-8", "surrogatepass")
+            blob = marshal.dumps(payload)
             # bucket by shard key, not by id: ids with the same key meet in one bucket
-            items[_bucket_of(source.key(gid), n)].write(f"{_KIND[kind]}\t{seq}\t{gkey}\t{_dumps(payload)}\n")
+            bucket = _bucket_of(source.key(gid), n)
+            items[bucket].write(_ITEM_HEAD.pack(_KIND[kind], seq, len(gkey), len(blob)) + gkey + blob)
             if kind == "ann":
                 aid = source.ann_id(payload)
                 if aid is not None:
                     akey = _dumps(aid)
-                    ids[_bucket_of(akey, n)].write(f"{seq}\t{akey}\n")
+                    ids[_bucket_of(akey, n)].write(f"{seq}\t{bucket}\t{akey}\n")
     finally:
         for f in items + ids:
             f.close()
-    dups: set[int] = set()
+    dups = _duplicate_ann_seqs(base, n)
+    return [_SpilledBucket(_items_path(base, b), frozenset(dups[b]), tuple(stream_errors) if b == 0 else ())
+            for b in range(n)]
+
+
+def _duplicate_ann_seqs(base: str, n: int) -> list[set[int]]:
+    """Per items bucket, the seqs of annotations whose id occurred earlier in the input (the
+    first occurrence wins), read from the id-bucket files (removed once read)."""
+    dups: list[set[int]] = [set() for _ in range(n)]
     for b in range(n):
         first: set[str] = set()
-        with open(os.path.join(base, f"ids-{b:05d}.jsonl"), encoding="utf-8", errors="surrogatepass") as f:
+        with open(_ids_path(base, b), encoding="utf-8", errors="surrogatepass") as f:
             for line in f:
-                seq, akey = line.rstrip("\n").split("\t", 1)
+                seq, bucket, akey = line.rstrip("\n").split("\t", 2)
                 if akey in first:
-                    dups.add(int(seq))
+                    dups[int(bucket)].add(int(seq))
                 else:
                     first.add(akey)
-        os.remove(os.path.join(base, f"ids-{b:05d}.jsonl"))
-    frozen = frozenset(dups)
-    for b in range(n):
-        yield b, _spilled_bucket(source, counter, os.path.join(base, f"items-{b:05d}.jsonl"),
-                                 frozen, stream_errors if b == 0 else [])
+        os.remove(_ids_path(base, b))
+    return dups
 
 
-def _spilled_bucket(source: Source, counter: StatsCounter, path: str, dups: frozenset,
-                    stream_errors: list) -> Iterator:
-    yield from stream_errors
-    raw: dict[str, list] = {}
-    with open(path, encoding="utf-8", errors="surrogatepass") as f:
-        for line in f:
-            kind, seq, gkey, payload = line.rstrip("\n").split("\t", 3)
-            raw.setdefault(gkey, []).append((kind, int(seq), payload))
-    os.remove(path)
-    parts = {"i": "images", "a": "anns", "x": "aux"}
-    seen_keys: set = set()
-    while raw:
-        gkey = next(iter(raw))
-        lines = raw.pop(gkey)
-        g = Group(image_id=json.loads(gkey), dup_ann_seqs=dups)
-        for kind, seq, payload in lines:
-            getattr(g, parts[kind]).append((seq, json.loads(payload)))
-        del lines
-        yield from _assemble(source, g, counter, seen_keys)
+def _ids_path(base: str, bucket: int) -> str:
+    return os.path.join(base, f"ids-{bucket:05d}.tsv")
+
+
+def _items_path(base: str, bucket: int) -> str:
+    return os.path.join(base, f"items-{bucket:05d}.bin")
+
+
+def _read_items(path: str) -> Iterator[tuple[int, int, bytes, bytes]]:
+    """(kind code, seq, group key, marshalled payload) of each item of a spill file, in order."""
+    with open(path, "rb", buffering=1 << 16) as f:
+        while head := f.read(_ITEM_HEAD.size):
+            kind, seq, n_key, n_blob = _ITEM_HEAD.unpack(head)
+            body = f.read(n_key + n_blob)
+            yield kind, seq, body[:n_key], body[n_key:]
 
 
 # -- Parquet index --------------------------------------------------------------------------
@@ -324,8 +374,109 @@ def _error_rows(errs: list[ErrorRecord], partition: int) -> dict:
     }
 
 
+def _part_name(bucket: int) -> str:
+    return f"part-{bucket:05d}.parquet"
+
+
+def _partitions(source: Source, counter: StatsCounter, out_dir: str, spill_dir: str, row_group_images: int,
+                workers: int) -> Iterator[tuple[int, int, list[ErrorRecord]]]:
+    """Write the partition file of every bucket of `source` into `out_dir`; yields (bucket,
+    images written, the bucket's ErrorRecords) in bucket order. `counter` receives every
+    input and outcome."""
+    n = n_buckets_for(source)
+    if n > 1 and workers > 1:
+        yield from _partitions_in_workers(source, counter, n, out_dir, spill_dir, row_group_images, workers)
+        return
+    for b, records in iter_buckets(source, counter, n, spill_dir=spill_dir):
+        yield (b, *_write_partition(os.path.join(out_dir, _part_name(b)), records, row_group_images))
+
+
+def _partitions_in_workers(source: Source, counter: StatsCounter, n: int, out_dir: str, spill_dir: str,
+                           row_group_images: int, workers: int) -> Iterator[tuple[int, int, list[ErrorRecord]]]:
+    """`_partitions` with the spilled buckets assembled and written by `workers` processes.
+
+    Assembling (checking every annotation, building and serialising the records) is about
+    two thirds of a build and each bucket is independent of the others, so it spreads over
+    the cores; streaming the input into the buckets stays in this process. Each partition
+    file is written by the same code from the same items as in one process, so the index
+    is the same, byte for byte. The workers are spawned (no state forked from a driver
+    that may run threads) and get the prepared source by pickle.
+    """
+    from concurrent.futures import ProcessPoolExecutor
+
+    os.makedirs(spill_dir, exist_ok=True)
+    buckets = _spill(source, counter, n, spill_dir)
+    pool = ProcessPoolExecutor(min(workers, n), mp_context=multiprocessing.get_context("spawn"))
+    try:
+        futures = [pool.submit(_index_bucket, source, bucket, os.path.join(out_dir, _part_name(b)), row_group_images)
+                   for b, bucket in enumerate(buckets)]
+        for b in range(n):
+            n_imgs, errs, counts = futures[b].result()
+            futures[b] = None  # its errors are not kept once handed on
+            counter.merge(counts)
+            yield b, n_imgs, errs
+    finally:
+        pool.shutdown(wait=True, cancel_futures=True)
+
+
+def _index_bucket(source: Source, bucket: _SpilledBucket, path: str,
+                  row_group_images: int) -> tuple[int, list[ErrorRecord], dict]:
+    """A worker's task in `_partitions_in_workers`: assemble one spilled bucket and write its
+    partition file; returns (images written, its ErrorRecords, its counts as
+    `StatsCounter.summary()` gives them)."""
+    counter = StatsCounter()
+    with _gc_paused():
+        n_imgs, errs = _write_partition(path, bucket.records(source, counter), row_group_images)
+    return n_imgs, errs, counter.summary()
+
+
+def _write_partition(path: str, records: Iterator, row_group_images: int) -> tuple[int, list[ErrorRecord]]:
+    """Write the ImageRecords of one bucket's `records` to the partition file `path`, in row
+    groups of `row_group_images` (one empty group when there are none); returns (images
+    written, the bucket's ErrorRecords)."""
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    schema = _schemas()[0]
+    imgs: list[ImageRecord] = []
+    errs: list[ErrorRecord] = []
+    n_imgs = 0
+    with pq.ParquetWriter(path, schema, compression="zstd") as w:
+        for rec in records:
+            if isinstance(rec, ImageRecord):
+                imgs.append(rec)
+                if len(imgs) >= row_group_images:
+                    w.write_table(pa.Table.from_pydict(_image_rows(imgs), schema))
+                    n_imgs += len(imgs)
+                    imgs = []
+            else:
+                errs.append(rec)
+        if imgs or n_imgs == 0:
+            w.write_table(pa.Table.from_pydict(_image_rows(imgs), schema))
+            n_imgs += len(imgs)
+    return n_imgs, errs
+
+
+@contextlib.contextmanager
+def _gc_paused():
+    """Python's cyclic garbage collector off for the block (back on after, if it was on).
+
+    Indexing makes millions of short-lived, acyclic containers (parsed items, records), and
+    each time the survivors grow by a quarter the collector walks every one of them: a
+    tenth of the build's CPU time on 1M annotations. Reference counting still frees them
+    all; the few cycles the libraries make wait for the collector's next run after the block.
+    """
+    enabled = gc.isenabled()
+    gc.disable()
+    try:
+        yield
+    finally:
+        if enabled:
+            gc.enable()
+
+
 def build_index(source_name: str, annotations=None, images=None, out_dir=None, *,
-                overwrite: bool = False, row_group_images: int = 2000, **opts) -> dict:
+                overwrite: bool = False, row_group_images: int = 2000, workers: int = 1, **opts) -> dict:
     """Convert one annotation source once, streaming, into a Parquet index (module docstring).
 
     Args:
@@ -333,6 +484,9 @@ def build_index(source_name: str, annotations=None, images=None, out_dir=None, *
         out_dir: index folder (created). An index with a matching `_SUMMARY.json`
             fingerprint is reused unless `overwrite`.
         row_group_images: images per Parquet row group (bounds reader memory).
+        workers: processes that assemble and write the partitions of an input spilled
+            to several buckets (`_partitions_in_workers`; each holds one bucket); 1 = this
+            process. The index is the same, byte for byte, whatever their number.
 
     Returns the summary dict (also written to OUT_DIR/_SUMMARY.json): stats as in
     `Source.stats()`, `partitions`, `elapsed_s`, `annotations_per_s`, `reused`.
@@ -357,35 +511,19 @@ def build_index(source_name: str, annotations=None, images=None, out_dir=None, *
     for name in os.listdir(out_dir):
         if name.startswith("part-") or name in ("errors.parquet", "_SUMMARY.json"):
             os.remove(os.path.join(out_dir, name))
-    part_schema, err_schema = _schemas()
+    err_schema = _schemas()[1]
     t0 = time.perf_counter()
     counter = StatsCounter()
     partitions = []
     spill = os.path.join(out_dir, "_spill")
     err_writer = pq.ParquetWriter(os.path.join(out_dir, "errors.parquet"), err_schema, compression="zstd")
     try:
-        for b, records in iter_buckets(source, counter, spill_dir=spill):
-            name = f"part-{b:05d}.parquet"
-            imgs: list[ImageRecord] = []
-            errs: list[ErrorRecord] = []
-            n_imgs = 0
-            with pq.ParquetWriter(os.path.join(out_dir, name), part_schema, compression="zstd") as w:
-                for rec in records:
-                    if isinstance(rec, ImageRecord):
-                        imgs.append(rec)
-                        if len(imgs) >= row_group_images:
-                            w.write_table(pa.Table.from_pydict(_image_rows(imgs), part_schema))
-                            n_imgs += len(imgs)
-                            imgs = []
-                    else:
-                        errs.append(rec)
-                if imgs or n_imgs == 0:
-                    w.write_table(pa.Table.from_pydict(_image_rows(imgs), part_schema))
-                    n_imgs += len(imgs)
-            if errs:
-                err_writer.write_table(pa.Table.from_pydict(_error_rows(errs, b), err_schema))
-            partitions.append({"path": name, "images": n_imgs, "errors": len(errs)})
-            del imgs, errs
+        with _gc_paused():
+            for b, n_imgs, errs in _partitions(source, counter, out_dir, spill, row_group_images, workers):
+                if errs:
+                    err_writer.write_table(pa.Table.from_pydict(_error_rows(errs, b), err_schema))
+                partitions.append({"path": _part_name(b), "images": n_imgs, "errors": len(errs)})
+                del errs
     finally:
         err_writer.close()
         shutil.rmtree(spill, ignore_errors=True)
