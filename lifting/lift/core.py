@@ -122,11 +122,8 @@ def lift_image(record: ImageRecord, depth: np.ndarray, K: np.ndarray, *, K_sourc
     depth_kind = _depth_kind(str(depth_source), sparse)
     depth_rescale = 1.0
     if depth_kind == "model" and cfg.model_scale_sigma:
-        # the camera height in the size distances is the floor's: once more at the scale found
-        s = depth_scale_from_sizes(record.objects, depth, valid, K, floor, cfg, priors)
-        if s != 1.0 and floor is not None:
-            s = depth_scale_from_sizes(record.objects, depth, valid, K, floor.scaled(s), cfg, priors)
-        depth_rescale = round(s, 4)  # the factor recorded is the one applied
+        # the factor recorded is the one applied
+        depth_rescale = round(depth_scale_from_sizes(record.objects, depth, valid, K, floor, cfg, priors), 4)
         if depth_rescale != 1.0:
             depth = depth * np.float32(depth_rescale)
             floor = None if floor is None else floor.scaled(depth_rescale)
@@ -291,8 +288,10 @@ def depth_scale_from_sizes(objects, depth: np.ndarray, valid: np.ndarray, K, flo
     A metric depth model's largest error is one scale per image (10-20 %, which costs most of
     the 3D IoU); each object of known category tells it: the distance at which its prior
     height fills its 2D box height (`_box_distance`, relative error the prior's height
-    spread; the camera height it takes for objects seen from above is `floor`'s, so the
-    caller passes the floor at the scale found once more) against the depth the model gives its box (the nearer
+    spread; its small correction for objects seen from above takes the camera height from
+    `floor`, at the model's scale: finding the scale again at the rescaled floor's height
+    was measured worse, 0.288 -> 0.269 on KITTI stereo lifted as a model's depth) against
+    the depth the model gives its box (the nearer
     quartile of the box's central part, where the object is rather than what lies behind
     it). The log-ratios are combined by inverse variance around their weighted median (an
     object 2.5 sigma away is dropped: a child, a toy car, a box that is mostly occluder)
