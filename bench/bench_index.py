@@ -108,11 +108,22 @@ def _run_reference(path: str, q) -> None:
 
 
 def _child(target, *args):
+    """target(*args, q) in a fresh process; what it puts on q. A child that dies without
+    answering (killed for memory, a crash in native code) ends the benchmark with its exit
+    code instead of leaving it waiting for ever."""
+    import queue
+
     ctx = mp.get_context("spawn")
     q = ctx.Queue()
     p = ctx.Process(target=target, args=(*args, q))
     p.start()
-    out = q.get()
+    while True:
+        try:
+            out = q.get(timeout=1.0)
+            break
+        except queue.Empty:
+            if not p.is_alive():
+                raise SystemExit(f"benchmark step {target.__name__} died (exit code {p.exitcode}) without a result")
     p.join()
     return out
 
