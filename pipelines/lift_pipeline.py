@@ -229,9 +229,9 @@ def plan_units(s: opt.Settings) -> Plan:
 INDEXABLE_SOURCES = ("coco", "objects365", "openimages", "omni3d")
 #: Where `index_for` builds the index: OUT/_index (next to repository/ and qa/).
 INDEX_DIR = "_index"
-#: Processes that assemble the index's buckets when --workers is not given: two take the
-#: index build of 1.05M COCO annotations from 46 s to 33 s on 2 cores; each holds one
-#: bucket (~360 MB peak), so driver and workers stay within ~1 GB (more with --workers).
+#: Processes that assemble the index's buckets when --workers is not given (assembling is
+#: two thirds of a build: 1.05M COCO annotations take 37 s on 2 cores with two); each holds
+#: one bucket (~360 MB peak), so driver and workers stay within ~1 GB (more with --workers).
 INDEX_WORKERS = 2
 
 

@@ -5,14 +5,14 @@ OpenImages box CSV ~15M rows in ~2 GB, and COCO-format files put `images` before
 after `annotations`. Nothing here holds a whole input in memory:
 
 1. The source streams its items once (ijson / csv). Each item is appended to bucket
-   `crc32(shard key of its image id) % B` on disk (its payload marshalled: `_spilled`), and
+   `crc32(shard key of its image id) % B` on disk (its payload as JSON: `_spill`), and
    each annotation id to id-bucket `crc32(ann id) % B`. B = ceil(input bytes /
    bucket_bytes) (64 MB by default), so a bucket is a bounded slice of the input whatever
    its total size. Inputs smaller than `in_memory_bytes` skip the disk and form a single
    in-memory bucket.
 2. Duplicate annotation ids are found per id-bucket (first occurrence wins); only the set
    of duplicate positions is kept in memory.
-3. Each bucket is read back, its items grouped by image id (payloads stay marshalled bytes
+3. Each bucket is read back, its items grouped by image id (payloads stay JSON bytes
    until their group is assembled), and `source.assemble(group)` runs per image in input order.
 
 Parquet index layout (`build_index(...)` -> OUT_DIR):
@@ -42,7 +42,6 @@ import contextlib
 import gc
 import json
 import logging
-import marshal
 import math
 import multiprocessing
 import os
@@ -68,7 +67,7 @@ _SEP = (",", ":")
 _KIND = {"image": 0, "ann": 1, "aux": 2}
 _KIND_PART = ("images", "anns", "aux")
 #: head of a spilled item: kind code, stream position, then the byte lengths of its group
-#: key (the JSON text of its image id, UTF-8) and of its marshalled payload, which follow
+#: key (the JSON text of its image id) and of its payload's JSON text (UTF-8), which follow
 _ITEM_HEAD = struct.Struct("<BqII")
 
 
@@ -234,7 +233,7 @@ class _SpilledBucket:
             entries = raw.pop(gkey)
             g = Group(image_id=json.loads(gkey.decode("utf-8", "surrogatepass")), dup_ann_seqs=self.dups)
             for kind, seq, blob in entries:
-                getattr(g, _KIND_PART[kind]).append((seq, marshal.loads(blob)))
+                getattr(g, _KIND_PART[kind]).append((seq, json.loads(blob.decode("utf-8", "surrogatepass"))))
             del entries
             yield from _assemble(source, g, counter, seen_keys)
 
@@ -243,11 +242,9 @@ def _spill(source: Source, counter: StatsCounter, n: int, base: str) -> list[_Sp
     """Stream `source` into `n` bucket files in `base` and find its duplicate annotation ids
     (module docstring, steps 1-2); `counter` receives the items that have no image id.
 
-    Payloads are spilled with `marshal`: it gives back exactly the values the source yielded
-    (ints beyond 64 bits, NaN, lone surrogates), as the in-memory path keeps them, at a
-    fifth of the cost of json.dumps + json.loads per item, and unlike pickle it cannot run
-    code when read back. Its format is this Python's own, which is all a file that lives
-    for one build needs.
+    Payloads are spilled as JSON text (big ints, NaN and lone surrogates round-trip), not
+    with marshal or pickle: no code-carrying format is read anywhere in the source tree
+    (tests/test_reliability_security.py), even one this build wrote itself.
     """
     items = [open(_items_path(base, b), "wb", buffering=1 << 16) for b in range(n)]
     # surrogatepass: raw input text may hold lone surrogates ("\\udcff" in JSON); the
@@ -263,7 +260,7 @@ def _spill(source: Source, counter: StatsCounter, n: int, base: str) -> list[_Sp
                 stream_errors.append(payload)
                 continue
             gkey = _dumps(gid).encode("utf-8", "surrogatepass")
-            blob = marshal.dumps(payload)
+            blob = _dumps(payload).encode("utf-8", "surrogatepass")
             # bucket by shard key, not by id: ids with the same key meet in one bucket
             bucket = _bucket_of(source.key(gid), n)
             items[bucket].write(_ITEM_HEAD.pack(_KIND[kind], seq, len(gkey), len(blob)) + gkey + blob)
@@ -306,7 +303,7 @@ def _items_path(base: str, bucket: int) -> str:
 
 
 def _read_items(path: str) -> Iterator[tuple[int, int, bytes, bytes]]:
-    """(kind code, seq, group key, marshalled payload) of each item of a spill file, in order."""
+    """(kind code, seq, group key, payload JSON bytes) of each item of a spill file, in order."""
     with open(path, "rb", buffering=1 << 16) as f:
         while head := f.read(_ITEM_HEAD.size):
             kind, seq, n_key, n_blob = _ITEM_HEAD.unpack(head)
