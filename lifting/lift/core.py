@@ -285,22 +285,22 @@ def depth_scale_from_sizes(objects, depth: np.ndarray, valid: np.ndarray, K, flo
     """The factor that brings a monocular model's depth map to the metric scale its objects'
     sizes say (1.0 when fewer than `model_scale_min_objects` objects can tell).
 
-    A metric depth model's largest error is one scale per image (10-20 %, which costs most of
-    the 3D IoU); each object of known category tells it: the distance at which its prior
+    A metric depth model's largest error is one scale per image (10-20 %, which costs most
+    of the 3D IoU); each object of known category tells it: the distance at which its prior
     height fills its 2D box height (`_box_distance`, relative error the prior's height
-    spread; its small correction for objects seen from above takes the camera height from
-    `floor`, at the model's scale: finding the scale again at the rescaled floor's height
-    was measured worse, 0.288 -> 0.269 on KITTI stereo lifted as a model's depth) against
-    the depth the model gives its box (the nearer
-    quartile of the box's central part, where the object is rather than what lies behind
-    it). The log-ratios are combined by inverse variance around their weighted median (an
-    object 2.5 sigma away is dropped: a child, a toy car, a box that is mostly occluder)
-    and shrunk towards 1 by the model's own scale spread `model_scale_sigma`; the factor is
-    kept within [0.5, 2] (a model off by more than that is not metric). Only objects
-    typically at least `model_scale_min_height_m` tall (people, cars, chairs: the 2D box of
-    a switch or a book is a few sloppy pixels off in tens) whose box bottom is not hidden
-    by something nearer count. One object
-    alone moves its own depth (`_fuse_depth`); here several agree on the whole map."""
+    spread) against the depth the model gives its box (the nearer quartile of the box's
+    central part, where the object is rather than what lies behind it). The log-ratios are
+    combined by inverse variance around their weighted median (an object 2.5 sigma away is
+    dropped: a child, a toy car, a box that is mostly occluder) and shrunk towards 1 by the
+    model's own scale spread `model_scale_sigma`; the factor is kept within [0.5, 2] (a
+    model off by more than that is not metric). Only objects typically at least
+    `model_scale_min_height_m` tall (people, cars, chairs: the 2D box of a switch or a book
+    is a few sloppy pixels off in tens) whose box bottom is not hidden by something nearer
+    count. One object alone moves its own depth (`_fuse_depth`); here several agree on the
+    whole map. `_box_distance`'s small correction for objects seen from above takes the
+    camera height from `floor`, at the model's scale (finding the scale again at the
+    rescaled floor's height measured worse: 0.288 -> 0.269 on KITTI stereo lifted as a
+    model's depth)."""
     H, W = depth.shape
     camera_height = None if floor is None else float(floor.offset)
     r, w = [], []
