@@ -216,10 +216,11 @@ class _Entry:
     surface: float | None = None
 
 
-def parse_surface(raw: dict) -> float | None | str:
-    """An entry's optional "surface" fraction (None when absent), or the reason code
-    "prior_malformed" when it is not a number in [0, 1]."""
-    v = raw.get("surface")
+def parse_surface(raw: object) -> float | None | str:
+    """An entry's optional "surface" fraction (None when absent or the entry is not a dict:
+    `parse_entry` refuses that one), or the reason code "prior_malformed" when it is not a
+    number in [0, 1]."""
+    v = raw.get("surface") if isinstance(raw, dict) else None
     if v is None:
         return None
     ok = isinstance(v, (int, float)) and not isinstance(v, bool) and 0.0 <= float(v) <= 1.0
@@ -263,7 +264,7 @@ class SizePriors:
         for raw_name, raw in doc["categories"].items():
             name = normalise_category(raw_name)
             parsed = parse_entry(raw)
-            surface = parse_surface(raw) if isinstance(raw, dict) else "prior_malformed"
+            surface = parse_surface(raw)
             if isinstance(parsed, str) or isinstance(surface, str):
                 raise ValueError(f"{path}: category {raw_name!r}: {parsed if isinstance(parsed, str) else surface}")
             if name in entries:
@@ -294,7 +295,7 @@ class SizePriors:
             for raw_name, raw in edoc["categories"].items():
                 name = normalise_category(raw_name)
                 parsed = parse_entry(raw)
-                surface = parse_surface(raw) if isinstance(raw, dict) else "prior_malformed"
+                surface = parse_surface(raw)
                 if not name:
                     parsed = "prior_malformed"
                 if not isinstance(parsed, str) and isinstance(surface, str):
