@@ -39,6 +39,14 @@ def _frames(name: str):
     return tuple((r, read_record_depth(r.to_dict())) for r in recs)
 
 
+def _boxes_only(r: ImageRecord) -> ImageRecord:
+    """A copy of a frame's record with its masks and GT boxes dropped (what the lifter is given)."""
+    out = ImageRecord.from_dict(r.to_dict())
+    for o in out.objects:
+        o.segmentation, o.gt_box3d = None, None
+    return out
+
+
 def _score(name: str, config: LiftConfig | None = None) -> dict:
     """Boxes only (masks and GT dropped), sensor depth (of its kind, as `lift3d lift` labels
     it), scored against the GT."""
@@ -47,9 +55,7 @@ def _score(name: str, config: LiftConfig | None = None) -> dict:
     data = _frames(name)
     ev = Evaluator(gt_from_records([r for r, _ in data]))
     for r, depth in data:
-        r2 = ImageRecord.from_dict(r.to_dict())
-        for o in r2.objects:
-            o.segmentation, o.gt_box3d = None, None
+        r2 = _boxes_only(r)
         ev.add(lift_image(r2, depth, np.asarray(r.K), K_source="dataset", depth_source=sensor_depth_source(r.to_dict()),
                           config=config))
     return ev.summary()
@@ -81,9 +87,7 @@ def test_far_objects_with_a_few_lidar_returns_take_their_distance_from_them():
 
     errs = []
     for r, depth in _frames("nuscenes"):
-        r2 = ImageRecord.from_dict(r.to_dict())
-        for o in r2.objects:
-            o.segmentation, o.gt_box3d = None, None
+        r2 = _boxes_only(r)
         out = lift_image(r2, depth, np.asarray(r.K), K_source="dataset", depth_source=sensor_depth_source(r.to_dict()))
         for o, e in zip(r.objects, out["objects"]):
             zg = Box3D.from_omni3d(o.gt_box3d).center_cam[2]
@@ -103,9 +107,7 @@ def _range_errors(name: str, category: str, priors=None) -> list[float]:
 
     errs = []
     for r, depth in _frames(name):
-        r2 = ImageRecord.from_dict(r.to_dict())
-        for o in r2.objects:
-            o.segmentation, o.gt_box3d = None, None
+        r2 = _boxes_only(r)
         out = lift_image(r2, depth, np.asarray(r.K), K_source="dataset", depth_source=sensor_depth_source(r.to_dict()),
                          priors=priors)
         vv, uu = np.nonzero(depth > 0)
