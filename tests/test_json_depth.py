@@ -56,20 +56,24 @@ def _random_text(rng: random.Random) -> bytes:
     return "".join(parts).encode()
 
 
+def _feed_in_chunks(guard, text: bytes, rng: random.Random) -> None:
+    """Feed `text` to a DepthGuard in random chunks of 1-40 bytes."""
+    i = 0
+    while i < len(text):
+        k = rng.randint(1, 40)
+        guard.feed(text[i:i + k])
+        i += k
+
+
 @pytest.mark.parametrize("seed", range(300))
 def test_depth_guard_matches_the_reference_for_any_chunking(seed):
     rng = random.Random(seed)
     text = _random_text(rng)
     limit = rng.randint(1, 8)
     want = _reference(text, limit)
-    guard = DepthGuard(limit)
     got = None
-    i = 0
     try:
-        while i < len(text):
-            k = rng.randint(1, 40)
-            guard.feed(text[i:i + k])
-            i += k
+        _feed_in_chunks(DepthGuard(limit), text, rng)
     except JSONTooDeep as e:
         got = e.offset
     assert got == want
@@ -108,14 +112,9 @@ def test_value_size_budget_matches_the_reference_for_any_chunking(seed):
     text = _random_text(rng)
     budget = rng.randint(4, 60)
     too_big = _largest_values(text) > budget
-    guard = DepthGuard(limit=10_000, max_value_bytes=budget)
     raised = False
-    i = 0
     try:
-        while i < len(text):
-            k = rng.randint(1, 40)
-            guard.feed(text[i:i + k])
-            i += k
+        _feed_in_chunks(DepthGuard(limit=10_000, max_value_bytes=budget), text, rng)
     except JSONValueTooLarge:
         raised = True
     assert raised == too_big, (text, budget, _largest_values(text))
