@@ -97,6 +97,34 @@ def test_far_objects_with_a_few_lidar_returns_take_their_distance_from_them():
     assert float(np.median(errs)) < 0.05, sorted(errs)
 
 
+def test_beyond_40_m_a_far_objects_returns_near_the_road_are_its_own():
+    """Beyond 50 m (KITTI and nuScenes LiDAR, 25 objects) the road model is 0.2-0.3 m off,
+    and a far car's or person's own returns (its lowest ones, often its only ones) sit
+    within that of the road: taken for road, they leave an occluder's returns or the 2D box
+    alone to place the object. Kept as candidates (`returns_ground_beyond_m`), they place
+    most of these objects within 3 % of their GT range (measured: 56 % vs 32 %, median
+    error 2.7 % vs 5.5 %)."""
+    from lifting.boxes import Box3D
+    from pipelines.transforms import sensor_depth_source
+
+    def far_errors(cfg):
+        errs = []
+        for name in ("nuscenes", "kitti_lidar"):
+            for r, depth in _frames(name):
+                out = lift_image(_boxes_only(r), depth, np.asarray(r.K), K_source="dataset", config=cfg,
+                                 depth_source=sensor_depth_source(r.to_dict()))
+                for o, e in zip(r.objects, out["objects"]):
+                    zg = Box3D.from_omni3d(o.gt_box3d).center_cam[2]
+                    if zg > 50:
+                        errs.append(abs(e["box3d"]["center_cam"][2] / zg - 1) if e["status"] == "kept" else 1.0)
+        return np.array(errs)
+
+    kept, by_height = far_errors(LiftConfig()), far_errors(LiftConfig(returns_ground_beyond_m=None))
+    assert len(kept) >= 20
+    assert np.median(kept) < 0.04 and np.mean(kept < 0.03) >= 0.5, np.round(sorted(kept), 3)
+    assert np.mean(by_height < 0.03) < np.mean(kept < 0.03) - 0.15, np.round(sorted(by_height), 3)
+
+
 def _range_errors(name: str, category: str, priors=None) -> list[float]:
     """Signed centre range errors (metres, + = too far) of the kept `category` boxes whose
     GT box holds some of the frame's depth returns, box-only lift (boxes with no return

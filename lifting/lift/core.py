@@ -632,8 +632,8 @@ def assess_box(box, bbox_xyxy, K, image_size, hidden3: tuple, prior, cfg: LiftCo
 
 
 def _box_returns(o: Object2D, depth, valid, K, floor, cfg: LiftConfig) -> np.ndarray | None:
-    """(N,) depths (metres) of the valid pixels in an object's 2D box (sparse depth: its
-    LiDAR returns) that are not on the floor / road plane; None when there are none."""
+    """(N,) depths (metres) of the LiDAR returns in an object's 2D box that are not on the
+    floor / road (`frustum.off_floor`); None when there are none."""
     sl = box_slices(o.bbox_xyxy, depth.shape)
     if sl is None:
         return None
@@ -642,8 +642,10 @@ def _box_returns(o: Object2D, depth, valid, K, floor, cfg: LiftConfig) -> np.nda
     if floor is not None and len(z):
         from lifting.camera import unproject_points
 
+        from lifting.lift.frustum import off_floor
+
         xyz = unproject_points(np.stack([uu + sl[1].start, vv + sl[0].start], axis=1), z, K)
-        z = z[floor.height_above(xyz) > cfg.frustum_floor_m + cfg.frustum_floor_rel * z]
+        z = z[off_floor(floor, xyz, cfg, sparse=True)]
     return z if len(z) else None
 
 
