@@ -125,6 +125,30 @@ def test_beyond_40_m_a_far_objects_returns_near_the_road_are_its_own():
     assert np.mean(by_height < 0.03) < np.mean(kept < 0.03) - 0.15, np.round(sorted(by_height), 3)
 
 
+def test_a_return_inside_a_nearer_objects_box_is_not_a_farther_ones():
+    """nuScenes pedestrians stand behind cars and barriers whose returns also lie in their
+    2D boxes, at a distance the 2D geometry (10-15 % at 40 m) cannot tell from theirs.
+    Placed nearest first, each prior box skips the returns inside the 3D boxes already
+    placed (`claim_returns`): measured 24 of 36 pedestrians within 0.5 m of their GT range
+    against 20 without."""
+    from lifting.boxes import Box3D
+    from pipelines.transforms import sensor_depth_source
+
+    def placed(cfg):
+        n = 0
+        for r, depth in _frames("nuscenes"):
+            out = lift_image(_boxes_only(r), depth, np.asarray(r.K), K_source="dataset", config=cfg,
+                             depth_source=sensor_depth_source(r.to_dict()))
+            for o, e in zip(r.objects, out["objects"]):
+                if o.category == "pedestrian" and e["status"] == "kept":
+                    gt = Box3D.from_omni3d(o.gt_box3d)
+                    n += abs(np.linalg.norm(e["box3d"]["center_cam"]) - np.linalg.norm(gt.center_cam)) < 0.5
+        return n
+
+    claimed, unclaimed = placed(LiftConfig()), placed(LiftConfig(claim_returns=False))
+    assert claimed >= 22 and claimed >= unclaimed + 3, (claimed, unclaimed)
+
+
 def _range_errors(name: str, category: str, priors=None) -> list[float]:
     """Signed centre range errors (metres, + = too far) of the kept `category` boxes whose
     GT box holds some of the frame's depth returns, box-only lift (boxes with no return

@@ -91,6 +91,7 @@ class LiftConfig:
     frustum_depth_rel: float = 0.05  # ... and a relative depth jump of this much is one radius
     frustum_floor_m: float = 0.06  # frustum points less than this (+ frustum_floor_rel * z) above the floor are floor
     frustum_floor_rel: float = 0.004
+    claim_returns: bool = True  # sparse depth: a prior box skips the returns inside objects already placed (nearest first)
     returns_ground_beyond_m: float | None = 40.0  # sparse depth: returns this far are never taken for road (frustum.off_floor); None = always by height
     sparse_valid_frac: float = 0.3  # depth with fewer valid pixels than this is sparse (LiDAR)
     min_points_sparse: int | None = 8  # min_points for sparse depth (a far car has tens of returns)
