@@ -230,7 +230,7 @@ def lift_image(record: ImageRecord, depth: np.ndarray, K: np.ndarray, *, K_sourc
         near_first = sorted(pending, key=lambda i: (_geo_distance(record.objects[i], K, floor, cfg, priors, (W, H))
                                                     or (math.inf,))[0])
         for i in near_first:
-            o, (entry, reason) = record.objects[i], staged[i]
+            o, entry = record.objects[i], staged[i][0]
             sg = frustum.get(o.object_id)
             z_hint = sg.xyz[:, 2] if sg is not None and len(sg.xyz) else None
             if depth_kind == "sparse":
@@ -661,7 +661,6 @@ def _box_returns(o: Object2D, depth, valid, K, floor, cfg: LiftConfig, claimed=(
     z = depth[sl][vv, uu].astype(np.float64)
     if floor is not None and len(z):
         from lifting.camera import unproject_points
-
         from lifting.lift.frustum import off_floor
 
         xyz = unproject_points(np.stack([uu + sl[1].start, vv + sl[0].start], axis=1), z, K)
