@@ -103,16 +103,16 @@ def per_object_times(scene, rec, config=None) -> list[tuple[str, float]]:
     """CPU seconds of `_lift_object` per object, image-level work done outside the timer."""
     from lifting.lift.config import LiftConfig
     from lifting.lift.core import _decode, _lift_object, default_priors
-    from lifting.lift.gravity import estimate_gravity
+    from lifting.lift.gravity import estimate_gravity, sample_points
     from lifting.lift.pixels import valid_and_edges
-    from lifting.camera import backproject
 
     cfg = config or LiftConfig()
     depth = scene.depth_noisy.astype(np.float32)
     H, W = depth.shape
     K = np.asarray(scene.K, dtype=np.float64)
     valid, edges = valid_and_edges(depth, cfg)  # as lift_image does
-    grav = estimate_gravity(backproject(np.where(valid, depth, 0), K), valid, cfg, rec.gravity_cam, seed=0)
+    pts = sample_points(depth, valid, K, n=4000, seed=0)  # the floor lift_image finds, from its sample
+    grav = estimate_gravity(pts, np.ones(len(pts), dtype=bool), cfg, rec.gravity_cam, seed=0)
     priors = default_priors()
     import inspect
 
