@@ -11,7 +11,8 @@ against the dataset's own GT boxes:
   yield (matched / GT), recall at 0.25 / 0.5, median centre, size and yaw error;
 - the fraction of GT boxes the lifter's own filters would reject (`gt_filter_check`);
 - the same figures on synthetic scenes (the basic regression scenes and, where the
-  generator has them, realistic indoor / outdoor scenes with sensor models), same run;
+  generator has them, realistic indoor / outdoor / far-street scenes with sensor models), same
+  run, and each real set next to its synthetic look-alike (`LOOKALIKES`);
 - the sensitivity to the depth model (item 5 of issue 15) on the dense real frames: global
   depth scale x0.8 / 0.9 / 1.1 / 1.25, a smooth low-frequency distortion, edge blur, and a
   field-of-view prior (60 degrees) instead of the true K, on the SUN RGB-D toolbox frame and
@@ -58,6 +59,11 @@ REAL_SETS = {
     "kitti_stereo": ("outdoor stereo", "kitti", "kitti/training", ["--sensor-depth", "disparity"]),
 }
 KINDS = ("indoor sensor", "outdoor LiDAR", "outdoor stereo")
+#: real set (or pooled kind) -> its synthetic look-alike in `synthetic_sets`; issue 15 wants
+#: each look-alike's mean 3D IoU within LOOKALIKE_TOLERANCE of the real figure
+LOOKALIKES = {"indoor sensor": "synthetic_indoor_kinect", "kitti_lidar": "synthetic_outdoor_lidar",
+              "nuscenes_lidar": "synthetic_street_far_lidar32", "kitti_stereo": "synthetic_outdoor_stereo"}
+LOOKALIKE_TOLERANCE = 0.1
 
 
 def lift(argv: list[str], lift_fn=None) -> None:
@@ -179,6 +185,8 @@ def synthetic_sets(tmp: Path, scenes: int) -> dict:
         variants.update({"synthetic_indoor_kinect": ["--scene", "indoor", "--noise", "kinect"],
                          "synthetic_outdoor_lidar": ["--scene", "outdoor", "--noise", "lidar", "--no-gravity"],
                          "synthetic_outdoor_stereo": ["--scene", "outdoor", "--noise", "stereo", "--no-gravity"]})
+    if "street_far" in helptext.getvalue():  # nuScenes-like: 32 beams, amodal 2D boxes (the preset's)
+        variants["synthetic_street_far_lidar32"] = ["--scene", "street_far", "--noise", "lidar32", "--no-gravity"]
     for name, flags in variants.items():
         d = tmp / name
         with contextlib.redirect_stdout(io.StringIO()), contextlib.redirect_stderr(io.StringIO()):
@@ -293,6 +301,24 @@ def timing(sets: dict) -> dict:
 
 
 # ------------------------------------------------------------------------ report
+def lookalikes(result: dict) -> dict:
+    """real set or kind -> its figures next to its synthetic look-alike's, same run."""
+    out = {}
+    for real, synth in LOOKALIKES.items():
+        r = result["sets"].get(real) or result["kinds"].get(real)
+        sy = result["synthetic"].get(synth)
+        if not r or not sy:
+            continue
+        row = {"synthetic": synth}
+        for m in ("lift3d", "baseline"):
+            a, b = r[m]["mean_iou3d"], sy[m]["mean_iou3d"]
+            row[m] = {"real": a, "synthetic": b, "diff": None if a is None or b is None else round(b - a, 3)}
+        row["within_tolerance"] = all(row[m]["diff"] is not None and abs(row[m]["diff"]) <= LOOKALIKE_TOLERANCE
+                                      for m in ("lift3d", "baseline"))
+        out[real] = row
+    return out
+
+
 def table(rows: dict) -> str:
     cols = ["mean_iou3d", "kept_iou3d", "yield", "recall_iou25", "recall_iou50", "median_center_err_m",
             "median_abs_rel_size_err", "median_yaw_err_deg"]
@@ -354,6 +380,7 @@ def main() -> int:
     n_rej = sum(g["rejected"] for g in result["gt_filter"].values())
     result["gt_filter_overall"] = {"gt_objects": n_gt, "rejected": n_rej,
                                    "rejected_fraction": round(n_rej / n_gt, 4) if n_gt else None}
+    result["lookalikes"] = lookalikes(result)
     result["wall_s"] = round(time.time() - t0, 1)
     RESULTS.mkdir(parents=True, exist_ok=True)
     (RESULTS / "bench_real.json").write_text(json.dumps(result, indent=2) + "\n")
@@ -364,6 +391,17 @@ def main() -> int:
     if result["synthetic"]:
         print("\n## Synthetic scenes, same run\n")
         print(table(result["synthetic"]))
+    if result["lookalikes"]:
+        print(f"\n## Real sets and their synthetic look-alikes (mean 3D IoU, same run; within "
+              f"{LOOKALIKE_TOLERANCE} wanted)\n")
+        print("| real set | look-alike | lift3d real | lift3d synthetic | diff | baseline real | baseline synthetic "
+              "| diff | within |")
+        print("|---|---|---|---|---|---|---|---|---|")
+        for real, row in result["lookalikes"].items():
+            a, b = row["lift3d"], row["baseline"]
+            d = {m: "-" if row[m]["diff"] is None else f"{row[m]['diff']:+.3f}" for m in ("lift3d", "baseline")}
+            print(f"| {real} | {row['synthetic']} | {a['real']} | {a['synthetic']} | {d['lift3d']} | {b['real']} "
+                  f"| {b['synthetic']} | {d['baseline']} | {'yes' if row['within_tolerance'] else 'no'} |")
     print("\n## GT boxes rejected by the lifter's own filters\n")
     for name, g in result["gt_filter"].items():
         print(f"- {name}: {g['rejected']} of {g['gt_objects']} {g['by_reason']}")

@@ -31,17 +31,24 @@ Layouts (`SceneConfig.layout`):
              building facades and a far wall, sky (depth 0), parked rows of cars touching and
              occluding each other, moving cars, pedestrians, cyclists, traffic cones and
              barriers, unannotated poles, trees and bins.
-    A composite's GT box is the amodal box of all its parts (`SceneObject.parts`). As in real
-    datasets the 2D box is the modal (visible-mask) box; objects with fewer than
-    `min_visible_pixels` visible pixels keep their pixels in the instance map but are not
-    annotated (`SceneObject.annotated`); clutter is background (instance 0).
+             `SceneConfig.realistic_street_far()` (scene name `street_far`): the same street
+             seen like a nuScenes front camera (1600 x 900, fov_x ~ 65 deg, 1.5 m high) out to
+             80 m, often with a cross street ahead, crowds of pedestrians, long barrier rows
+             and queues of cars hiding each other (`StreetMix` says how many of each).
+    A composite's GT box is the amodal box of all its parts (`SceneObject.parts`). The 2D box
+    is the modal (visible-mask) box, as in KITTI, SUN RGB-D and COCO, or with
+    `SceneConfig.boxes_2d = "amodal"` the projection of the GT box clipped to the image, as in
+    nuScenes (`SceneObject.bbox_amodal_xyxy`); objects with fewer than `min_visible_pixels`
+    visible pixels keep their pixels in the instance map but are not annotated
+    (`SceneObject.annotated`); clutter is background (instance 0).
 
 Sensors (`NoiseConfig.sensor`, default none): `KinectModel` (projector shadows, range
 limit, missing patches, disparity quantisation), `LidarModel` (sparse scan lines of a
 level spinning LiDAR projected into the image), `StereoModel` (dense, fattened and
 blurred edges, noise growing with z^2) and `MonoModel` (dense, global scale bias, smooth
-distortion, blurred edges); presets `NoiseConfig.kinect()`, `.lidar()`, `.stereo()`,
-`.mono()`. They act on the exact depth; `Scene.depth` stays exact.
+distortion, blurred edges); presets `NoiseConfig.kinect()`, `.lidar()` (64 beams, KITTI's
+HDL-64E), `.lidar32()` (32 beams, nuScenes' HDL-32E), `.stereo()`, `.mono()`. They act on the
+exact depth; `Scene.depth` stays exact.
 """
 from __future__ import annotations
 
@@ -75,6 +82,34 @@ OUTDOOR_CATEGORIES = ("car", "pedestrian", "cyclist", "traffic cone", "barrier")
 #: Every category; ids (index + 1) of the basic CATEGORIES are unchanged.
 ALL_CATEGORIES = CATEGORIES + [c for c in INDOOR_CATEGORIES + OUTDOOR_CATEGORIES if c not in CATEGORIES]
 LAYOUTS = ("basic", "indoor", "outdoor")
+BOXES_2D = ("modal", "amodal")
+
+
+@dataclass
+class StreetMix:
+    """What the outdoor layout builds, group by group. Defaults: the KITTI-like streets of
+    `SceneConfig.realistic_outdoor()` (changing a default changes those scenes).
+
+    Lengths are metres (x across the street from the camera, z along it), counts inclusive
+    ranges drawn once per scene, probabilities per scene (per group where said).
+    """
+
+    road_left: tuple[float, float] = (3.5, 10.0)  # camera to the left road edge
+    road_right: tuple[float, float] = (2.5, 6.5)  # camera to the right road edge
+    sidewalk: tuple[float, float] = (2.0, 5.0)  # sidewalk width, each side
+    setback: tuple[float, float] = (0.0, 6.0)  # buildings behind the sidewalk, each side
+    street_length: tuple[float, float] = (48.0, 58.0)  # camera z of the wall that closes the street
+    cross_street: float = 0.0  # probability of a cross street (an intersection) ahead
+    cross_share: float = 0.0  # with one: the share of car queues and pedestrian groups put in it
+    parked_rows: tuple[float, float] = (0.7, 0.6)  # probability of a parked row at the left / right kerb
+    moving_cars: tuple[int, int] = (0, 3)  # groups of moving cars
+    queue: tuple[int, int] = (1, 1)  # cars per moving group, one behind the other in a lane
+    pedestrian_groups: tuple[int, int] = (0, 3)
+    group_join: tuple[float, ...] = (0.35, 0.15)  # probability that a 2nd, 3rd, ... person joins a group
+    cyclists: tuple[int, int] = (0, 2)
+    cone_lines: float = 0.5  # probability of a line of cones
+    barrier_rows: tuple[float, ...] = (0.3,)  # probability of each row of barriers
+    barrier_segments: tuple[int, int] = (2, 5)  # barriers end to end in a row
 
 
 @dataclass
@@ -84,8 +119,10 @@ class SceneConfig:
     The basic layout uses every field but `clutter` and `min_visible_pixels`. The indoor layout
     uses the camera fields, n_objects (annotated objects wanted), the room fields, categories
     (of INDOOR_CATEGORIES), clutter and min_visible_pixels; the outdoor layout the camera
-    fields, n_objects, distance (camera z of the objects), categories (of OUTDOOR_CATEGORIES),
-    clutter and min_visible_pixels. Presets: `realistic_indoor()`, `realistic_outdoor()`.
+    fields, n_objects, distance (camera z of the objects; the distances of each kind of object
+    scale with its far end, see `_outdoor_layout`), categories (of OUTDOOR_CATEGORIES), clutter,
+    min_visible_pixels and street. Every layout writes its 2D boxes as `boxes_2d` says.
+    Presets: `realistic_indoor()`, `realistic_outdoor()`, `realistic_street_far()`.
     """
 
     width: int = 640
@@ -105,10 +142,16 @@ class SceneConfig:
     layout: str = "basic"  # basic | indoor | outdoor (see the module docstring)
     clutter: tuple[int, int] = (0, 0)  # unannotated clutter items (occluders, background)
     min_visible_pixels: int = 1  # objects with fewer visible pixels are not annotated
+    street: StreetMix = field(default_factory=StreetMix)  # outdoor layout: what the street holds
+    # 2D box written to the annotations: modal (the visible mask's box: KITTI, SUN RGB-D, COCO)
+    # or amodal (the GT 3D box projected and clipped to the image: nuScenes, Omni3D's bbox2D_proj)
+    boxes_2d: str = "modal"
 
     def __post_init__(self):
         if self.layout not in LAYOUTS:
             raise ValueError(f"layout must be one of {LAYOUTS}, got {self.layout!r}")
+        if self.boxes_2d not in BOXES_2D:
+            raise ValueError(f"boxes_2d must be one of {BOXES_2D}, got {self.boxes_2d!r}")
 
     @classmethod
     def realistic_indoor(cls, width: int = 640, height: int = 480) -> "SceneConfig":
@@ -126,9 +169,38 @@ class SceneConfig:
                    categories=OUTDOOR_CATEGORIES, layout="outdoor", clutter=(2, 8), min_visible_pixels=50)
 
     @classmethod
+    def realistic_street_far(cls, width: int = 1600, height: int = 900) -> "SceneConfig":
+        """nuScenes-like street seen by a front camera: 1600 x 900, fx ~ 1260 (fov_x 64-65.5 deg),
+        1.45-1.55 m above the road, level; objects out to 80 m, amodal 2D boxes.
+
+        Measured on the real nuScenes keyframe of ../shared/data/real3d (84 camera boxes): the
+        five 1600 x 900 cameras with fx 1257-1273 see 64.3-65.0 deg (the back one, fx 809, 89
+        deg); the objects' camera z has median 35 m and 90th percentile 63 m (KITTI's frames
+        stop at ~45 m): pedestrians to 67 m, in bunches (in the front camera 6 of them ~21 m
+        to the right at 35-42 m, 9 more at 59-67 m), cars to 77 m (three driving across, 30-38
+        m to the right at 64-70 m: a cross street), barriers in one row every ~2 m from 11 to
+        46 m along the road edge; its `cam_instances` boxes are the projected 3D boxes. The mix
+        below gives such streets: wider roads, buildings set further back, a cross street in 60
+        % of the scenes, 1-5 pedestrian groups of up to 9, queues of 1-4 cars, barrier rows of
+        4-16 segments. Objects showing fewer than 20 pixels are not annotated (nuScenes keeps
+        boxes of objects the camera barely sees: its visibility level 1 is 0-40 % visible).
+        """
+        street = StreetMix(road_left=(5.0, 14.0), road_right=(3.0, 10.0), sidewalk=(2.5, 6.0), setback=(2.0, 15.0),
+                           street_length=(95.0, 130.0), cross_street=0.6, cross_share=0.4,
+                           parked_rows=(0.35, 0.35), moving_cars=(1, 4), queue=(1, 4), pedestrian_groups=(1, 5),
+                           group_join=(0.8, 0.7, 0.6, 0.5, 0.4, 0.3, 0.2, 0.1), cyclists=(0, 1), cone_lines=0.3,
+                           barrier_rows=(0.7, 0.3), barrier_segments=(4, 16))
+        return cls(width=width, height=height, fov_x_deg=(64.0, 65.5), camera_height=(1.45, 1.55),
+                   pitch_down_deg=(-1.0, 1.5), roll_deg=(-1.0, 1.0), n_objects=(6, 30), distance=(4.0, 80.0),
+                   categories=OUTDOOR_CATEGORIES, layout="outdoor", clutter=(2, 8), min_visible_pixels=20,
+                   street=street, boxes_2d="amodal")
+
+    @classmethod
     def named(cls, name: str) -> "SceneConfig":
-        """Preset by name: basic (the default scenes), indoor or outdoor."""
-        presets = {"basic": cls, "indoor": cls.realistic_indoor, "outdoor": cls.realistic_outdoor}
+        """Preset by name: basic (the default scenes), indoor, outdoor (KITTI-like) or street_far
+        (nuScenes-like)."""
+        presets = {"basic": cls, "indoor": cls.realistic_indoor, "outdoor": cls.realistic_outdoor,
+                   "street_far": cls.realistic_street_far}
         if name not in presets:
             raise ValueError(f"scene must be one of {sorted(presets)}, got {name!r}")
         return presets[name]()
@@ -163,7 +235,8 @@ class KinectModel:
 
 @dataclass
 class LidarModel:
-    """A level spinning LiDAR (Velodyne HDL-64-like) at the camera centre, projected into the image.
+    """A level spinning LiDAR (Velodyne HDL-64-like; `hdl32()`: nuScenes' HDL-32E) at the camera
+    centre, projected into the image.
 
     `n_lines` beams evenly spaced in elevation over `elevation_deg` (degrees above the
     horizontal plane, i.e. about gravity), sampled every `azimuth_step_deg`; each return lands
@@ -180,6 +253,16 @@ class LidarModel:
     range_sigma_m: float = 0.02
     max_range_m: float = 120.0
     dropout: float = 0.05
+
+    @classmethod
+    def hdl32(cls, **kw) -> "LidarModel":
+        """nuScenes' Velodyne HDL-32E at 20 Hz. Measured on the real sweep of
+        ../shared/data/real3d/nuscenes (34,688 points, ring = the beam): 32 rings of 1084 points
+        each, median elevations -30.60 to +10.60 deg evenly 1.333 deg apart, median azimuth step
+        0.333 deg on rings 7-31 (the lowest rings hit the ego car), farthest return 101 m. The
+        sensor sits ~0.3 m above the cameras (a parallax left out, as for the HDL-64)."""
+        return cls(**{"n_lines": 32, "elevation_deg": (-30.67, 10.67), "azimuth_step_deg": 0.333,
+                      "max_range_m": 100.0, **kw})
 
 
 @dataclass
@@ -254,8 +337,13 @@ class NoiseConfig:
 
     @classmethod
     def lidar(cls, **kw) -> "NoiseConfig":
-        """Sparse LiDAR depth on scan lines (see `LidarModel`)."""
+        """Sparse LiDAR depth on scan lines (see `LidarModel`), 64 beams like KITTI's HDL-64E."""
         return cls(sensor=LidarModel(**kw))
+
+    @classmethod
+    def lidar32(cls, **kw) -> "NoiseConfig":
+        """Sparser LiDAR depth, 32 beams 1.33 deg apart like nuScenes' HDL-32E (`LidarModel.hdl32`)."""
+        return cls(sensor=LidarModel.hdl32(**kw))
 
     @classmethod
     def stereo(cls, **kw) -> "NoiseConfig":
@@ -269,9 +357,10 @@ class NoiseConfig:
 
     @classmethod
     def named(cls, name: str) -> "NoiseConfig":
-        """Preset by name: none (exact depth), realistic, kinect, lidar, stereo or mono."""
+        """Preset by name: none (exact depth), realistic, kinect, lidar (64 beams), lidar32 (32
+        beams), stereo or mono."""
         presets = {"none": cls, "realistic": cls.realistic, "kinect": cls.kinect, "lidar": cls.lidar,
-                   "stereo": cls.stereo, "mono": cls.mono}
+                   "lidar32": cls.lidar32, "stereo": cls.stereo, "mono": cls.mono}
         if name not in presets:
             raise ValueError(f"noise must be one of {sorted(presets)}, got {name!r}")
         return presets[name]()
@@ -291,6 +380,8 @@ class SceneObject:
     bbox_xyxy: tuple[float, float, float, float] | None  # visible-mask box, pixel edges
     annotated: bool = True  # False: too little visible (< SceneConfig.min_visible_pixels)
     parts: tuple = ()  # realistic layouts: the Primitive parts of a composite, camera frame
+    # the GT box projected and clipped to the image (pixel edges; None: not in the image)
+    bbox_amodal_xyxy: tuple[float, float, float, float] | None = None
 
     @property
     def visibility(self) -> float:
@@ -309,6 +400,7 @@ class Scene:
     objects: list[SceneObject] = field(default_factory=list)
     layout: str = "basic"
     sensor: dict = field(default_factory=dict)  # sensor model name and its random draws (mono: scale)
+    boxes_2d: str = "modal"  # the 2D box the annotations carry (SceneConfig.boxes_2d)
 
     def mask(self, instance_id: int) -> np.ndarray:
         return self.instance_map == instance_id
@@ -538,10 +630,11 @@ def generate_scene(seed: int, config: SceneConfig | None = None, noise: NoiseCon
         clipped = project_box(box, K, (W, H))
         area = lambda b: 0.0 if b is None else (b[2] - b[0]) * (b[3] - b[1])  # noqa: E731
         trunc = 1.0 - area(clipped) / area(full) if area(full) > 0 else 1.0
-        objects.append(SceneObject(iid, p.category, p.shape, box, vis, amodal, float(trunc), bbox))
+        objects.append(SceneObject(iid, p.category, p.shape, box, vis, amodal, float(trunc), bbox,
+                                   bbox_amodal_xyxy=clipped))
 
     depth_noisy, info = _apply_noise(depth, noise, rng, K, gravity_cam)
-    return Scene(rgb, depth, depth_noisy, inst, K, gravity_cam, cam_h, objects, sensor=info)
+    return Scene(rgb, depth, depth_noisy, inst, K, gravity_cam, cam_h, objects, sensor=info, boxes_2d=cfg.boxes_2d)
 
 
 # ----------------------------------------------------------------------------- realistic: parts
@@ -1242,23 +1335,39 @@ def _prim_foot(p: Primitive) -> np.ndarray:
 
 
 # ----------------------------------------------------------------------------- realistic: outdoor
-def _outdoor_layout(rng, cfg: SceneConfig, P: _Planner, street: dict) -> None:
-    """Cars (parked rows along the kerbs, moving in lanes), pedestrians (sidewalks, crossing),
-    cyclists, cones, barriers and street furniture, at camera distances `cfg.distance`.
+#: The far end of `SceneConfig.distance` that the outdoor layout's own distances (how far
+#: pedestrians, cyclists, cones and barriers stand) were written for: the KITTI-like 45 m.
+#: A street of another far end stretches them by distance[1] / _STREET_REF_M (x 1.0 exactly at
+#: 45 m, so the KITTI-like scenes are those of before the ranges followed `distance`).
+_STREET_REF_M = 45.0
 
-    The groups are placed in random order until `cfg.n_objects` objects stand in the scene.
+
+def _outdoor_layout(rng, cfg: SceneConfig, P: _Planner, street: dict) -> None:
+    """Cars (parked rows along the kerbs, moving in lanes, queued), pedestrians (sidewalks,
+    crossing, crowds), cyclists, cones, barriers and street furniture, at camera distances
+    `cfg.distance`; with a cross street (`street["cross"]`), part of the moving cars and
+    pedestrians go to it: cars driving across, crowds on its corners, people crossing it.
+
+    The groups (`cfg.street`, a StreetMix) are placed in random order until `cfg.n_objects`
+    objects stand in the scene.
     """
     cats = set(cfg.categories)
+    mix = cfg.street
     want = int(rng.integers(cfg.n_objects[0], cfg.n_objects[1] + 1))
     P.max_objects = want
     xl, xr, curb = street["xl"], street["xr"], street["curb"]
     zr = cfg.distance
+    s = zr[1] / _STREET_REF_M  # 1.0 for the KITTI-like streets
     near = dict(view=True, margin=0.05, z_range=zr)
     edge = dict(view=True, margin=0.25, z_range=zr)  # may stand past the image border (truncated)
     sidewalks = [(street["xl_out"], xl), (xr, street["xr_out"])]
+    cross = street.get("cross")  # (z0, z1) of the cross road, its sidewalk width, how far it runs
 
     def room_left() -> bool:
         return P.n_objects() < want
+
+    def to_cross() -> bool:  # no draw without a cross street (the KITTI-like scenes)
+        return cross is not None and rng.random() < mix.cross_share
 
     def parked_row(side: int) -> None:  # cars along a kerb, touching and hiding each other
         z, yaw0 = rng.uniform(zr[0] - 3.0, zr[0] + 8.0), (0.0 if rng.random() < 0.5 else math.pi)
@@ -1271,41 +1380,97 @@ def _outdoor_layout(rng, cfg: SceneConfig, P: _Planner, street: dict) -> None:
             P.try_add(car, np.array([x, 0.0, z]), yaw0 + rng.normal(0.0, 0.03), **edge)
             z += car.dims[2] / 2 + (rng.uniform(0.3, 1.5) if rng.random() < 0.8 else rng.uniform(3.0, 8.0))
 
+    def n_queued() -> int:
+        lo, hi = mix.queue
+        return int(rng.integers(lo, hi + 1)) if hi > lo else lo
+
     def moving_car() -> None:  # own lane and the lanes right of it go our way, the others come towards us
+        if to_cross():
+            return cross_traffic()
         lanes = [x for x in np.arange(-3.5 * 3, 3.5 * 2, 3.5) if xl + 1.2 < x - 1.0 and x + 1.0 < xr - 1.2]
         if lanes:
+            n = n_queued()
             x = float(lanes[int(rng.integers(len(lanes)))])
             yaw = (0.0 if x >= 0 else math.pi) + rng.normal(0.0, 0.04)
-            P.try_add(_build_car(rng), np.array([x + rng.normal(0.0, 0.3), 0.0, rng.uniform(8.0, zr[1])]), yaw, **near)
+            car = _build_car(rng)
+            pos = np.array([x + rng.normal(0.0, 0.3), 0.0, rng.uniform(8.0, zr[1])])
+            P.try_add(car, pos, yaw, **near)
+            for _ in range(n - 1):  # queued behind it in the same lane: hidden by the car ahead
+                if not room_left():
+                    return
+                nxt = _build_car(rng)
+                gap = (car.dims[2] + nxt.dims[2]) / 2 + rng.uniform(1.5, 8.0)
+                pos = pos + np.array([rng.normal(0.0, 0.3), 0.0, gap])
+                P.try_add(nxt, pos, yaw + rng.normal(0.0, 0.04), **near)
+                car = nxt
 
-    def pedestrians() -> None:  # on a sidewalk (alone or in a small group) or crossing the road
+    def cross_traffic() -> None:  # a queue driving across, in one of the cross road's two lanes
+        z0, z1, _, reach = cross
+        far_lane = rng.random() < 0.5  # drives left to right on the far lane, right to left on the near one
+        z = (z0 + z1) / 2 + (1.0 if far_lane else -1.0) * (z1 - z0) / 4 + rng.normal(0.0, 0.3)
+        d = 1.0 if far_lane else -1.0
+        x = rng.uniform(-1.0, 1.0) * z * min(P.W / 2 / P.K[0, 0], reach / z)  # in view
+        for _ in range(n_queued()):
+            if not room_left():
+                return
+            car = _build_car(rng)  # front towards -z, turned to face +x (d > 0) or -x
+            yaw = -d * math.pi / 2 + rng.normal(0.0, 0.04)
+            P.try_add(car, np.array([x, 0.0, z + rng.normal(0.0, 0.2)]), yaw, **edge)
+            x -= d * (car.dims[2] + rng.uniform(1.5, 8.0))
+
+    def group_size() -> int:  # the founder, then each further person with its probability
+        return 1 + sum(int(rng.random() < p) for p in mix.group_join)
+
+    def pedestrians() -> None:  # on a sidewalk (alone or in a group) or crossing the road
+        if to_cross():
+            return corner_crowd()
         a, b = sidewalks[int(rng.integers(2))]
         crossing = rng.random() < 0.15
         x = rng.uniform(xl + 1.0, xr - 1.0) if crossing else rng.uniform(a + 0.4, b - 0.4)
-        z = rng.uniform(zr[0], min(zr[1], 35.0))
+        z = rng.uniform(zr[0], min(zr[1], 35.0 * s))
         yaw = (rng.choice([-1, 1]) * math.pi / 2 if crossing else rng.choice([0.0, math.pi])) + rng.normal(0.0, 0.3)
-        for k in range(1 + int(rng.random() < 0.35) + int(rng.random() < 0.15)):
+        for k in range(group_size()):
             pos = np.array([x + (0.0 if crossing else rng.uniform(-0.5, 0.5)), 0.0 if crossing else -curb,
                             z + k * rng.uniform(0.6, 1.2)])
             if room_left():
                 P.try_add(_build_pedestrian(rng), pos, yaw + rng.normal(0.0, 0.2), **near)
 
+    def corner_crowd() -> None:  # waiting on a corner of the cross street, or crossing it, bunched
+        z0, z1, sw, reach = cross
+        side = 1.0 if rng.random() < 0.5 else -1.0
+        kerb = xr if side > 0 else xl
+        if rng.random() < 0.3:  # on the cross road, walking along the main street's kerb line
+            x, y, band = kerb - side * rng.uniform(0.5, 2.5), 0.0, (z0 + 0.4, z1 - 0.4)
+            yaw = rng.choice([0.0, math.pi])
+        else:  # on a corner: the cross street's sidewalk beyond the kerb
+            x, y = kerb + side * rng.uniform(0.5, min(25.0, reach)), -curb
+            band = (z0 - sw + 0.4, z0 - 0.4) if rng.random() < 0.5 else (z1 + 0.4, z1 + sw - 0.4)
+            yaw = rng.choice([-1, 1]) * math.pi / 2
+        yaw += rng.normal(0.0, 0.3)
+        z = rng.uniform(*band)
+        for _ in range(group_size()):
+            if not room_left():
+                return
+            pos = np.array([x + rng.normal(0.0, 0.8), y, float(np.clip(z + rng.normal(0.0, 0.6), *band))])
+            P.try_add(_build_pedestrian(rng), pos, yaw + rng.normal(0.0, 0.3), **near)
+
     def cyclist() -> None:
         right = rng.random() < 0.6
         x = xr - rng.uniform(0.6, 1.3) if right else xl + rng.uniform(0.6, 1.3)
         yaw = (0.0 if right else math.pi) + rng.normal(0.0, 0.08)
-        P.try_add(_build_cyclist(rng), np.array([x, 0.0, rng.uniform(zr[0] + 1.0, min(zr[1], 40.0))]), yaw, **near)
+        P.try_add(_build_cyclist(rng), np.array([x, 0.0, rng.uniform(zr[0] + 1.0, min(zr[1], 40.0 * s))]), yaw,
+                  **near)
 
     def cones() -> None:  # a line of cones along a lane boundary
-        x, z = float(rng.choice([-1.75, 1.75])) + rng.normal(0.0, 0.1), rng.uniform(6.0, 25.0)
+        x, z = float(rng.choice([-1.75, 1.75])) + rng.normal(0.0, 0.1), rng.uniform(6.0 * s, 25.0 * s)
         for _ in range(int(rng.integers(3, 7))):
             if room_left():
                 P.try_add(_build_traffic_cone(rng), np.array([x, 0.0, z]), rng.uniform(-math.pi, math.pi), **near)
             z += rng.uniform(1.5, 3.0)
 
     def barriers() -> None:  # segments end to end along a road edge
-        x, z = (xr - 0.4 if rng.random() < 0.5 else xl + 0.4), rng.uniform(5.0, 25.0)
-        for _ in range(int(rng.integers(2, 6))):
+        x, z = (xr - 0.4 if rng.random() < 0.5 else xl + 0.4), rng.uniform(5.0 * s, 25.0 * s)
+        for _ in range(int(rng.integers(mix.barrier_segments[0], mix.barrier_segments[1] + 1))):
             bar = _build_barrier(rng)
             z += bar.dims[0] / 2
             if room_left():
@@ -1314,16 +1479,17 @@ def _outdoor_layout(rng, cfg: SceneConfig, P: _Planner, street: dict) -> None:
 
     groups = []
     if "car" in cats:
-        groups += [lambda: parked_row(-1)] * int(rng.random() < 0.7) + [lambda: parked_row(1)] * int(rng.random() < 0.6)
-        groups += [moving_car] * int(rng.integers(0, 4))
+        groups += ([lambda: parked_row(-1)] * int(rng.random() < mix.parked_rows[0])
+                   + [lambda: parked_row(1)] * int(rng.random() < mix.parked_rows[1]))
+        groups += [moving_car] * int(rng.integers(mix.moving_cars[0], mix.moving_cars[1] + 1))
     if "pedestrian" in cats:
-        groups += [pedestrians] * int(rng.integers(0, 4))
+        groups += [pedestrians] * int(rng.integers(mix.pedestrian_groups[0], mix.pedestrian_groups[1] + 1))
     if "cyclist" in cats:
-        groups += [cyclist] * int(rng.integers(0, 3))
-    if "traffic cone" in cats and rng.random() < 0.5:
+        groups += [cyclist] * int(rng.integers(mix.cyclists[0], mix.cyclists[1] + 1))
+    if "traffic cone" in cats and rng.random() < mix.cone_lines:
         groups.append(cones)
-    if "barrier" in cats and rng.random() < 0.3:
-        groups.append(barriers)
+    if "barrier" in cats:
+        groups += [barriers] * sum(int(rng.random() < p) for p in mix.barrier_rows)
     for k in rng.permutation(len(groups)):
         if room_left():
             groups[k]()
@@ -1338,29 +1504,52 @@ def _outdoor_layout(rng, cfg: SceneConfig, P: _Planner, street: dict) -> None:
     for _ in range(int(rng.integers(cfg.clutter[0], cfg.clutter[1] + 1))):
         a, b = sidewalks[int(rng.integers(2))]
         item = _build_clutter(rng, ("bin", "hydrant", "box")[int(rng.integers(3))])
-        P.try_add(item, np.array([rng.uniform(a + 0.3, b - 0.3), -curb, rng.uniform(3.0, 40.0)]),
+        P.try_add(item, np.array([rng.uniform(a + 0.3, b - 0.3), -curb, rng.uniform(3.0, 40.0 * s)]),
                   rng.uniform(-math.pi, math.pi))
 
 
-def _street_structure(rng, z_far: float) -> tuple[dict, list[_Body]]:
-    """Road edges, kerb height, sidewalks and building blocks of a street along +z.
+def _street_structure(rng, mix: StreetMix, z_objects: float) -> tuple[dict, list[_Body]]:
+    """Road edges, kerb height, sidewalks, building blocks and (maybe) a cross street of a street
+    along +z, as `mix` says; a cross street begins before `z_objects` - 12 m (the far end of the
+    objects' distances), so that what stands in it is in range.
 
     Returns the street facts (xl, xr: road edges; xl_out, xr_out: facades; curb: sidewalk
-    height; z_far: the far wall) and the background bodies (sidewalks, buildings, far wall).
+    height; z_far: the far wall; cross: None or (z0, z1, sidewalk width, reach), the cross road
+    between camera z0 and z1 with its corner sidewalks, open `reach` metres to each side) and
+    the background bodies (sidewalks, buildings, far wall).
     """
-    xl, xr = -rng.uniform(3.5, 10.0), rng.uniform(2.5, 6.5)
+    z_far = rng.uniform(*mix.street_length)
+    xl, xr = -rng.uniform(*mix.road_left), rng.uniform(*mix.road_right)
     curb = rng.uniform(0.1, 0.18)
-    swl, swr = rng.uniform(2.0, 5.0), rng.uniform(2.0, 5.0)
-    st = {"xl": xl, "xr": xr, "curb": curb, "xl_out": xl - swl, "xr_out": xr + swr, "z_far": z_far}
+    swl, swr = rng.uniform(*mix.sidewalk), rng.uniform(*mix.sidewalk)
+    st = {"xl": xl, "xr": xr, "curb": curb, "xl_out": xl - swl, "xr_out": xr + swr, "z_far": z_far, "cross": None}
     z0 = -30.0
     grey = np.array([0.55, 0.55, 0.55])
+    gap = (math.inf, math.inf)  # the z span the cross street keeps free of buildings and main sidewalks
+    corners: list[_Body] = []
+    if mix.cross_street > 0 and rng.random() < mix.cross_street:
+        zc0 = rng.uniform(20.0, min(z_far - 30.0, z_objects - 12.0))
+        zc1 = zc0 + rng.uniform(8.0, 16.0)
+        sw = rng.uniform(*mix.sidewalk)
+        reach = 60.0
+        st["cross"] = (zc0, zc1, sw, reach)
+        gap = (zc0 - sw, zc1 + sw)
+        for a, b in ((xl - swl - reach, xl), (xr, xr + swr + reach)):  # the corner sidewalks, along x
+            for za, zb in ((zc0 - sw, zc0), (zc1, zc1 + sw)):
+                body = _body(None, [_box(0, 0, b - a, zb - za, 0, curb)], grey * rng.uniform(0.9, 1.2))
+                body.pos, body.meta["pattern"] = np.array([(a + b) / 2, 0.0, (za + zb) / 2]), 4
+                corners.append(body)
     bodies = []
     for a, b in ((xl - swl, xl), (xr, xr + swr)):
-        body = _body(None, [_box(0, 0, b - a, z_far - z0, 0, curb)], grey * rng.uniform(0.9, 1.2))
-        body.pos, body.meta["pattern"] = np.array([(a + b) / 2, 0.0, (z0 + z_far) / 2]), 4
-        bodies.append(body)
+        for za, zb in (((z0, z_far),) if st["cross"] is None else ((z0, gap[0]), (gap[1], z_far))):
+            body = _body(None, [_box(0, 0, b - a, zb - za, 0, curb)], grey * rng.uniform(0.9, 1.2))
+            body.pos, body.meta["pattern"] = np.array([(a + b) / 2, 0.0, (za + zb) / 2]), 4
+            bodies.append(body)
+    bodies += corners
+    setbacks = {}
     for side, face in ((-1, xl - swl), (1, xr + swr)):
-        z, setback, tall = z0, rng.uniform(0.0, 6.0), rng.uniform(6.0, 18.0)
+        z, setback, tall = z0, rng.uniform(*mix.setback), rng.uniform(6.0, 18.0)
+        setbacks[side] = setback
         while z < z_far:
             length = rng.uniform(8.0, 25.0)
             if rng.random() < 0.15:  # a side street, with the next row of houses further out
@@ -1368,10 +1557,24 @@ def _street_structure(rng, z_far: float) -> tuple[dict, list[_Body]]:
                 x = face + side * (setback + rng.uniform(15.0, 25.0) + 5.0)
             else:
                 x = face + side * (setback + rng.uniform(0.0, 1.5) + 5.0)
+            if z < gap[1] and z + length > gap[0]:  # stop at the cross street, go on beyond it
+                length = gap[0] - z
+                if length < 1.0:
+                    z = gap[1]
+                    continue
             body = _body(None, [_box(0, 0, 10.0, length, 0, tall * rng.uniform(0.4, 1.0))], _col(rng, 0.35, 0.85))
             body.pos, body.meta["pattern"] = np.array([x, 0.0, z + length / 2]), 2
             bodies.append(body)
-            z += length
+            z = gap[1] if z < gap[0] <= z + length + 1e-9 else z + length
+    if st["cross"] is not None:  # the corner blocks along the cross street; half the corners are open
+        for side, face in ((-1, xl - swl), (1, xr + swr)):
+            for za, zb in ((gap[0] - 12.0, gap[0]), (gap[1], gap[1] + 12.0)):
+                if rng.random() < 0.5:  # a plaza, a park, a car park: the cross street shows beyond it
+                    continue
+                a, b = sorted((face + side * setbacks[side], face + side * st["cross"][3]))
+                body = _body(None, [_box(0, 0, b - a, zb - za, 0, rng.uniform(6.0, 18.0))], _col(rng, 0.35, 0.85))
+                body.pos, body.meta["pattern"] = np.array([(a + b) / 2, 0.0, (za + zb) / 2]), 2
+                bodies.append(body)
     far = _body(None, [_box(0, 0, 400.0, 10.0, 0, rng.uniform(4.0, 12.0))], _col(rng, 0.4, 0.8))
     far.pos, far.meta["pattern"] = np.array([0.0, 0.0, z_far + 5.0]), 2
     bodies.append(far)
@@ -1529,10 +1732,12 @@ def _generate_realistic(seed: int, cfg: SceneConfig, noise: NoiseConfig) -> Scen
         psi = math.radians(rng.uniform(-5.0, 5.0))  # heading relative to the street
         C = np.array([0.0, -cam_h, 0.0])
         R_lc = rot_y(psi) @ R_wc
-        street, background = _street_structure(rng, rng.uniform(48.0, 58.0))
+        street, background = _street_structure(rng, cfg.street, cfg.distance[1])
         planes = [(np.array([0.0, 1.0, 0.0]), 0.0)]
         plane_col, plane_pat = np.array([[0.3, 0.3, 0.32]]) * rng.uniform(0.8, 1.2), [3]
-        P = _Planner(rng, K, R_lc, C, W, H, (street["xl_out"], street["xr_out"], -30.0, street["z_far"]), clearance=1.0)
+        reach = street["cross"][3] if street["cross"] else 0.0  # objects may stand in the cross street
+        bounds = (street["xl_out"] - reach, street["xr_out"] + reach, -30.0, street["z_far"])
+        P = _Planner(rng, K, R_lc, C, W, H, bounds, clearance=1.0)
         _outdoor_layout(rng, cfg, P, street)
     bodies = P.bodies + background
     zbuf, surf, amodal, prims_cam, prim_body, d_l = _render_bodies(bodies, planes, R_lc, C, K, W, H)
@@ -1579,9 +1784,11 @@ def _generate_realistic(seed: int, cfg: SceneConfig, noise: NoiseConfig) -> Scen
         trunc = 1.0 - area(clipped) / area(full) if area(full) > 0 else 1.0
         parts = tuple(prims_cam[j] for j in np.flatnonzero(prim_body == bi))
         objects.append(SceneObject(iid, b.category, "composite", box, vis, int(amodal[bi]), float(trunc), bbox,
-                                   annotated=vis >= max(1, cfg.min_visible_pixels), parts=parts))
+                                   annotated=vis >= max(1, cfg.min_visible_pixels), parts=parts,
+                                   bbox_amodal_xyxy=clipped))
     depth_noisy, info = _apply_noise(depth, noise, rng, K, gravity_cam)
-    return Scene(rgb, depth, depth_noisy, inst, K, gravity_cam, cam_h, objects, layout=cfg.layout, sensor=info)
+    return Scene(rgb, depth, depth_noisy, inst, K, gravity_cam, cam_h, objects, layout=cfg.layout, sensor=info,
+                 boxes_2d=cfg.boxes_2d)
 
 
 def apply_noise(depth: np.ndarray, noise: NoiseConfig, rng: np.random.Generator, K: np.ndarray | None = None,
@@ -1823,11 +2030,15 @@ def _apply_noise(depth: np.ndarray, noise: NoiseConfig, rng: np.random.Generator
 
 # ----------------------------------------------------------------------------- dataset files
 def scene_annotations(scene: Scene, image_id: int, file_name: str, depth_file: str, ann_id_start: int,
-                      include_gravity: bool = True, depth_scale: float = 1000.0) -> tuple[dict, list[dict]]:
+                      include_gravity: bool = True, depth_scale: float = 1000.0,
+                      boxes_2d: str | None = None) -> tuple[dict, list[dict]]:
     """Omni3D-style COCO image entry and annotation entries of a scene (DESIGN.md "Inputs").
 
     One annotation per annotated object with visible pixels: `bbox` is the modal box of its
-    visible mask (like real datasets), the 3D box amodal. Category ids index ALL_CATEGORIES.
+    visible mask (like KITTI, SUN RGB-D, COCO) or, with `boxes_2d` "amodal" (None: the scene's
+    `boxes_2d`), the GT box's projection clipped to the image (like nuScenes); `bbox2D_proj`
+    is always the latter, `bbox2D_tight` the former ([x0, y0, x1, y1], Omni3D's names). The 3D
+    box is amodal. Category ids index ALL_CATEGORIES.
     """
     from pycocotools import mask as mask_utils
 
@@ -1845,15 +2056,18 @@ def scene_annotations(scene: Scene, image_id: int, file_name: str, depth_file: s
         image["gravity_cam"] = [float(x) for x in scene.gravity_cam]
     if scene.sensor and scene.sensor.get("model"):
         image["depth_sensor"] = scene.sensor["model"]  # kinect | lidar | stereo | mono (-> record extra)
+    boxes_2d = boxes_2d or scene.boxes_2d
+    if boxes_2d not in BOXES_2D:
+        raise ValueError(f"boxes_2d must be one of {BOXES_2D}, got {boxes_2d!r}")
     anns = []
     for k, ob in enumerate(scene.objects):
         if ob.visible_pixels == 0 or not ob.annotated:
             continue
         rle = mask_utils.encode(np.asfortranarray(scene.mask(ob.instance_id).astype(np.uint8)))
         rle["counts"] = rle["counts"].decode("ascii")
-        x0, y0, x1, y1 = ob.bbox_xyxy
         omni = ob.box.to_omni3d()
         proj = project_box(ob.box, scene.K, (W, H))
+        x0, y0, x1, y1 = ob.bbox_xyxy if boxes_2d == "modal" else proj
         anns.append(
             {
                 "id": ann_id_start + k,
@@ -1862,6 +2076,7 @@ def scene_annotations(scene: Scene, image_id: int, file_name: str, depth_file: s
                 "category_name": ob.category,
                 "bbox": [x0, y0, x1 - x0, y1 - y0],
                 "bbox2D_proj": list(proj) if proj else None,
+                "bbox2D_tight": list(ob.bbox_xyxy),
                 "segmentation": rle,
                 "area": float(ob.visible_pixels),
                 "iscrowd": 0,
@@ -1877,15 +2092,25 @@ def scene_annotations(scene: Scene, image_id: int, file_name: str, depth_file: s
     return image, anns
 
 
+def depth_scale_for(config: SceneConfig | None) -> float:
+    """PNG units per metre that hold every depth of `config`'s scenes in 16 bits: millimetres
+    (1000, up to 65.535 m) unless an outdoor street's far wall may stand beyond ~59 m (its
+    z-depth, seen up to 5 deg off the street axis, stays under 65.5 m below that), then 1/256 m
+    (256, KITTI's depth-map unit: up to 256 m in steps of 3.9 mm, under a LiDAR's 2 cm noise)."""
+    cfg = config or SceneConfig()
+    return 256.0 if cfg.layout == "outdoor" and cfg.street.street_length[1] > 59.0 else 1000.0
+
+
 def write_dataset(out_dir, n_scenes: int = 4, seed: int = 0, config: SceneConfig | None = None,
                   noise: NoiseConfig | None = None, include_gravity: bool = True) -> Path:
     """Write `n_scenes` scenes as an Omni3D-style RGB-D dataset; returns the annotations path.
 
     Layout: out_dir/annotations.json, out_dir/images/NNNNNN.jpg (colour, JPEG q95),
-    out_dir/images/depth/NNNNNN.png (16-bit depth `scene.depth_noisy`, millimetres:
-    depth_scale 1000, 0 = missing, at most 65.535 m). Paths in the JSON are relative to
-    out_dir/images. Scene i uses seed (seed * 100003 + i). The category list is CATEGORIES for
-    the basic layout, ALL_CATEGORIES for the realistic ones (same ids for shared names).
+    out_dir/images/depth/NNNNNN.png (16-bit depth `scene.depth_noisy`, 0 = missing, in units
+    of 1/`depth_scale_for(config)` m: millimetres, at most 65.535 m, except for far streets).
+    Paths in the JSON are relative to out_dir/images. Scene i uses seed (seed * 100003 + i).
+    The 2D boxes are `config.boxes_2d`'s (modal by default). The category list is CATEGORIES
+    for the basic layout, ALL_CATEGORIES for the realistic ones (same ids for shared names).
     """
     from PIL import Image
 
@@ -1893,13 +2118,14 @@ def write_dataset(out_dir, n_scenes: int = 4, seed: int = 0, config: SceneConfig
     (out / "images" / "depth").mkdir(parents=True, exist_ok=True)
     images, anns = [], []
     next_ann = 1
+    scale = depth_scale_for(config)
     for i in range(n_scenes):
         scene = generate_scene(seed * 100003 + i, config, noise)
         fn, dfn = f"{i:06d}.jpg", f"depth/{i:06d}.png"
         Image.fromarray(scene.rgb).save(out / "images" / fn, quality=95)
-        mm = np.clip(np.round(scene.depth_noisy * 1000.0), 0, 65535).astype(np.uint16)
-        Image.fromarray(mm).save(out / "images" / dfn)
-        img, a = scene_annotations(scene, i + 1, fn, dfn, next_ann, include_gravity)
+        units = np.clip(np.round(scene.depth_noisy * scale), 0, 65535).astype(np.uint16)
+        Image.fromarray(units).save(out / "images" / dfn)
+        img, a = scene_annotations(scene, i + 1, fn, dfn, next_ann, include_gravity, depth_scale=scale)
         next_ann += len(scene.objects)
         images.append(img)
         anns.extend(a)

@@ -28,8 +28,11 @@ from lifting.synthetic import (
     LidarModel,
     NoiseConfig,
     SceneConfig,
+    StreetMix,
+    depth_scale_for,
     generate_scene,
     projector_shadow,
+    scene_annotations,
     write_dataset,
 )
 
@@ -83,6 +86,12 @@ def test_presets_and_defaults():
     assert SceneConfig.named("basic") == SceneConfig()
     for name in ("kinect", "lidar", "stereo", "mono"):
         assert NoiseConfig.named(name).sensor.name == name
+    # the 32-beam preset is a LidarModel: lifted as LiDAR like the 64-beam one
+    assert NoiseConfig.named("lidar32") == NoiseConfig.lidar32() and NoiseConfig.lidar32().sensor.name == "lidar"
+    assert SceneConfig.named("street_far") == SceneConfig.realistic_street_far()
+    assert SceneConfig().boxes_2d == OUTDOOR.boxes_2d == INDOOR.boxes_2d == "modal"
+    with pytest.raises(ValueError):
+        SceneConfig(boxes_2d="tight")
     assert NoiseConfig.named("realistic") == NoiseConfig.realistic()
     assert NoiseConfig.kinect(max_range_m=4.0).sensor.max_range_m == 4.0
     with pytest.raises(ValueError):
@@ -308,6 +317,124 @@ def test_outdoor_road_is_the_lowest_plane(outdoor):
         assert not cars or hidden_by_car >= 1
 
 
+# ----------------------------------------------------------------------------- far streets (nuScenes-like)
+FAR = SceneConfig.realistic_street_far()
+#: Seeds whose far streets hold cars, pedestrians (some beyond KITTI's 35 m) and barriers, and
+#: objects beyond 60 m, between them (checked below).
+FAR_SEEDS = (3, 4, 6)
+
+
+@pytest.fixture(scope="module")
+def far_lidar():
+    return [generate_scene(s, FAR, NoiseConfig.lidar32()) for s in FAR_SEEDS]
+
+
+def test_kitti_like_streets_are_unchanged():
+    # Computed with lifting/synthetic.py at commit 9a4c8a5 (before StreetMix, the far street and
+    # amodal boxes) by _digest: making the outdoor layout's distances follow `distance` and its mix
+    # a StreetMix left the KITTI-like scenes of every seed as they were.
+    assert OUTDOOR.street == StreetMix() and OUTDOOR.distance == (4.0, 45.0)
+    assert _digest(generate_scene(3, OUTDOOR, NoiseConfig.lidar())) == \
+        "74fd821a35350972beecbb5406e0994ee1b565ae78f5b62cf342e26dd938636e"
+    assert _digest(generate_scene(20, OUTDOOR, NoiseConfig.stereo())) == \
+        "03776f273d127c1d1ecdf54b79cc18e578fb2217fc88b7451554d794dcbfb5b9"
+
+
+def test_far_streets_reach_beyond_40_m_like_nuscenes(far_lidar):
+    """nuScenes' front cameras (1600 x 900, fov_x 64-65 deg, ~1.5 m high) see objects to ~80 m:
+    the far street's objects stand out to 80 m, the distances that KITTI's layout caps
+    (pedestrians <= 35 m, ...) stretch with `distance`, and depth goes beyond 16-bit millimetres."""
+    for s in far_lidar:
+        assert s.rgb.shape == (900, 1600, 3) and s.K[0, 0] == s.K[1, 1]
+        assert 64.0 - 1e-9 <= math.degrees(2 * math.atan(800 / s.K[0, 0])) <= 65.5 + 1e-9
+        assert 1.45 <= s.camera_height <= 1.55
+        assert math.degrees(math.acos(s.gravity_cam[1])) < 2.0  # level
+        assert s.boxes_2d == "amodal"
+    ann = [o for s in far_lidar for o in _annotated(s)]
+    z = np.array([o.box.center_cam[2] for o in ann])
+    assert np.all((z >= 4.0 - 1e-9) & (z <= 80.0 + 1e-9))
+    assert (z > 40.0).mean() > 0.3 and z.max() > 60.0
+    assert any(o.category == "pedestrian" and o.box.center_cam[2] > 35.0 for o in ann)
+    assert {o.category for o in ann} >= {"car", "pedestrian", "barrier"}
+    assert max(float(s.depth.max()) for s in far_lidar) > 65.535  # the far walls
+    assert depth_scale_for(FAR) == 256.0 and depth_scale_for(OUTDOOR) == depth_scale_for(INDOOR) == 1000.0
+
+
+def test_far_streets_have_crowds_barrier_rows_and_cars_hiding_cars():
+    """The nuScenes mix: pedestrians in groups, barriers end to end in rows, cars hidden by cars."""
+    scenes = [generate_scene(s, FAR) for s in range(10, 16)]
+    peds = [(s, o) for s in scenes for o in _annotated(s) if o.category == "pedestrian"]
+    bars = [(s, o) for s in scenes for o in _annotated(s) if o.category == "barrier"]
+    assert len(peds) >= 10 and len(bars) >= 10
+
+    def near(s, o, cat, reach):  # another `cat` whose centre is within reach(q) metres on the ground plan
+        return any(q is not o and q.category == cat and
+                   np.linalg.norm((q.box.center_cam - o.box.center_cam)[[0, 2]]) < reach(q) for q in s.objects)
+
+    assert np.mean([near(s, o, "pedestrian", lambda q: 2.5) for s, o in peds]) > 0.6
+    # barriers stand end to end (1.5-3 m long each, w): a neighbour's centre is half of both away
+    ends = [near(s, o, "barrier", lambda q, o=o: (o.box.dimensions[0] + q.box.dimensions[0]) / 2 + 0.1)
+            for s, o in bars]
+    assert np.mean(ends) > 0.8
+    hidden = 0
+    for s in scenes:
+        for o in _annotated(s):
+            if o.category == "car" and o.visibility < 0.7:
+                m = s.mask(o.instance_id)
+                ring = ndimage.binary_dilation(m, iterations=2) & ~m
+                hidden += any(s.objects[i - 1].category == "car" for i in np.unique(s.instance_map[ring]) if i)
+    assert hidden >= 3
+
+
+def test_amodal_boxes_are_the_clipped_gt_projections_and_hold_the_modal_ones(far_lidar):
+    """nuScenes' 2D boxes are its 3D boxes projected (amodal), KITTI's the visible pixels' (modal)."""
+    bigger = []
+    for s in far_lidar:
+        H, W = s.depth.shape
+        for o in _annotated(s):
+            a, m = o.bbox_amodal_xyxy, o.bbox_xyxy
+            assert a == project_box(o.box, s.K, (W, H))
+            assert 0.0 <= a[0] < a[2] <= W and 0.0 <= a[1] < a[3] <= H
+            # every visible pixel's centre projects inside the GT box: the modal box (pixel edges)
+            # reaches at most half a pixel beyond the amodal one
+            assert a[0] - 0.5 <= m[0] and a[1] - 0.5 <= m[1] and m[2] <= a[2] + 0.5 and m[3] <= a[3] + 0.5
+            bigger.append((a[2] - a[0]) * (a[3] - a[1]) / ((m[2] - m[0]) * (m[3] - m[1])))
+    assert np.median(bigger) > 1.0 and max(bigger) > 2.0  # hidden parts make the amodal box larger
+    s = far_lidar[0]
+    _, anns = scene_annotations(s, 1, "a.jpg", "a.png", 1)  # the scene's kind: amodal
+    _, modal = scene_annotations(s, 1, "a.jpg", "a.png", 1, boxes_2d="modal")
+    objs = [o for o in s.objects if o.annotated and o.visible_pixels]
+    assert len(anns) == len(modal) == len(objs) > 0
+    for a, b, o in zip(anns, modal, objs):
+        x, y, w, h = a["bbox"]
+        assert (x, y, x + w, y + h) == o.bbox_amodal_xyxy and a["bbox2D_proj"] == list(o.bbox_amodal_xyxy)
+        x, y, w, h = b["bbox"]
+        assert (x, y, x + w, y + h) == o.bbox_xyxy and a["bbox2D_tight"] == list(o.bbox_xyxy)
+
+
+def test_far_street_files_and_synth_command(tmp_path):
+    from PIL import Image
+
+    from pipelines.commands.synth import synth
+
+    small = SceneConfig.realistic_street_far(width=400, height=225)
+    path = write_dataset(tmp_path / "far", n_scenes=1, seed=4, config=small, noise=NoiseConfig.lidar32())
+    doc = json.loads(path.read_text())
+    scene = generate_scene(4 * 100003, small, NoiseConfig.lidar32())
+    img = doc["images"][0]
+    assert img["depth_scale"] == 256.0 and img["depth_sensor"] == "lidar"
+    d = np.asarray(Image.open(path.parent / "images" / img["depth_file"])).astype(np.float64) / 256.0
+    assert np.abs(d - scene.depth_noisy).max() <= 0.5 / 256.0 + 1e-5  # 3.9 mm steps, beyond 65.5 m too
+    assert [tuple(np.add(a["bbox"][:2], [0, 0])) + (a["bbox"][0] + a["bbox"][2], a["bbox"][1] + a["bbox"][3])
+            for a in doc["annotations"]] == [o.bbox_amodal_xyxy for o in _annotated(scene)]
+    # the command: the preset's amodal boxes unless --boxes says otherwise
+    p2 = synth(str(tmp_path / "cli"), 1, seed=0, noise="lidar32", scene="street_far", boxes="modal")
+    doc2 = json.loads(p2.read_text())
+    assert doc2["info"]["scene_config"]["boxes_2d"] == "modal"
+    assert doc2["info"]["noise"]["sensor"]["n_lines"] == 32
+    assert doc2["info"]["scene_config"]["street"]["cross_street"] == FAR.street.cross_street
+
+
 # ----------------------------------------------------------------------------- sensors
 @pytest.fixture(scope="module")
 def street_lidar():
@@ -329,6 +456,49 @@ def test_lidar_is_sparse_and_on_scan_lines(street_lidar):
     assert len(np.unique(np.abs(elev[:, None] - lines[None]).argmin(axis=1))) >= 30
     err = s.depth_noisy[valid] - s.depth[valid]
     assert 0.01 < np.std(err) < 0.03 and abs(np.median(err)) < 0.005
+
+
+def test_lidar32_has_hdl32_scan_lines_and_few_returns_on_far_objects(far_lidar):
+    """nuScenes' HDL-32E (measured on the real sweep: 32 rings 1.333 deg apart from -30.6 to
+    +10.6 deg, 0.333 deg azimuth steps) leaves ~0.2-0.3 % of a camera's pixels with depth and
+    0-5 returns on an object 35-80 m away."""
+    m = LidarModel.hdl32()
+    assert m.n_lines == 32 and (m.elevation_deg[1] - m.elevation_deg[0]) / 31 == pytest.approx(1.3335, abs=1e-3)
+    n_lines_seen = []
+    for s in far_lidar:
+        valid = s.depth_noisy > 0
+        assert 0.0015 < valid.mean() < 0.004  # the real 1600 x 900 cameras: 0.21-0.34 %
+        assert np.all(s.depth[valid] > 0)
+        v, u = np.nonzero(valid)
+        rays = np.stack([(u - s.K[0, 2]) / s.K[0, 0], (v - s.K[1, 2]) / s.K[1, 1], np.ones(len(u))], axis=1)
+        rg = rays @ gravity_frame(s.gravity_cam)  # level frame
+        elev = np.degrees(np.arctan2(-rg[:, 1], np.hypot(rg[:, 0], rg[:, 2])))
+        az = np.degrees(np.arctan2(rg[:, 0], rg[:, 2]))
+        # scan lines: returns bunch on elevations 1.333 deg apart (one pixel is 0.045 deg here)
+        order = np.sort(elev)
+        cuts = np.flatnonzero(np.diff(order) > 0.5) + 1
+        lines = np.array([np.median(c) for c in np.split(order, cuts)])
+        steps = np.diff(lines) / 1.3335
+        assert np.all(np.abs(steps - np.round(steps)) < 0.08) and np.median(steps) == pytest.approx(1.0, abs=0.05)
+        n_lines_seen.append(len(lines))
+        # along a line, returns 0.333 deg apart in azimuth (where nothing was dropped)
+        line = np.abs(elev - lines[len(lines) // 2]) < 0.3
+        da = np.diff(np.sort(az[line]))
+        assert np.median(da) == pytest.approx(0.333, abs=0.03)
+    assert min(n_lines_seen) >= 15
+    returns = []
+    for s in far_lidar:
+        valid = s.depth_noisy > 0
+        for o in _annotated(s):
+            if o.box.center_cam[2] > 40.0:
+                n = int((valid & s.mask(o.instance_id)).sum())
+                x0, y0, x1, y1 = o.bbox_amodal_xyxy
+                # at most one return per beam crossing the box and per azimuth step across it
+                beams = (y1 - y0) / (s.K[1, 1] * math.tan(math.radians(1.3335))) + 2
+                steps = (x1 - x0) / (s.K[0, 0] * math.tan(math.radians(0.333))) + 2
+                assert n <= beams * steps
+                returns.append(n)
+    assert len(returns) >= 10 and np.median(returns) <= 3 and np.mean(np.array(returns) <= 5) > 0.8
 
 
 def test_mono_has_the_configured_scale_bias():
