@@ -17,11 +17,10 @@ from scipy.sparse import coo_matrix
 from scipy.sparse.csgraph import connected_components
 
 import lifting.lift.core as core
-from lifting.lift import LiftConfig, lift_image
+from lifting.lift import LiftConfig
 from lifting.lift import cloud
-from lifting.masks import encode_mask
-from lifting.records import ImageRecord, Object2D
 from lifting.synthetic import NoiseConfig, SceneConfig, generate_scene
+from synthetic_helpers import lift_scene
 
 # ---------------------------------------------------------------- reference (numpy/scipy)
 
@@ -287,13 +286,7 @@ def _scene_clouds(n_scenes: int) -> list[np.ndarray]:
     try:
         for seed in range(n_scenes):
             sc = generate_scene(seed, SceneConfig(occlusion=True), NoiseConfig.realistic())
-            objs = [Object2D(object_id=f"s{seed}-{ob.instance_id}", category=ob.category,
-                             bbox_xyxy=list(ob.bbox_xyxy), segmentation=encode_mask(sc.mask(ob.instance_id)))
-                    for ob in sc.objects if ob.visible_pixels]
-            h, w = sc.depth.shape
-            rec = ImageRecord(key=f"s{seed}", source="synthetic", image_id=seed, image_path="", width=w, height=h,
-                              K=sc.K.tolist(), gravity_cam=sc.gravity_cam.tolist(), objects=objs)
-            lift_image(rec, sc.depth_noisy, sc.K, K_source="dataset", depth_source="sensor")
+            lift_scene(sc, seed, masks=True)
     finally:
         mp.undo()
     return seen

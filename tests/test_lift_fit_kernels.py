@@ -213,10 +213,8 @@ def real_fits() -> list:
     """[(xyz_cam, gravity_cam, kwargs)] of every fit_box call of lift_image on fixed-seed
     synthetic scenes (sensor-like noise with occlusion, and exact depth)."""
     import lifting.lift.core as core
-    from lifting.masks import encode_mask
-    from lifting.records import ImageRecord, Object2D
-    from lifting.lift import lift_image
     from lifting.synthetic import NoiseConfig, SceneConfig, generate_scene
+    from synthetic_helpers import lift_scene
 
     calls = []
     inner = core.fit_box
@@ -229,13 +227,7 @@ def real_fits() -> list:
     try:
         for seed, noisy in [(s, True) for s in range(10)] + [(100 + s, False) for s in range(4)]:
             sc = generate_scene(seed, SceneConfig(occlusion=noisy), NoiseConfig.realistic() if noisy else None)
-            objs = [Object2D(object_id=f"{seed}-{o.instance_id}", category=o.category, bbox_xyxy=list(o.bbox_xyxy),
-                             segmentation=encode_mask(sc.mask(o.instance_id)))
-                    for o in sc.objects if o.visible_pixels >= 50]
-            h, w = sc.depth.shape
-            rec = ImageRecord(key=f"k{seed}", source="synthetic", image_id=seed, image_path="", width=w, height=h,
-                              K=sc.K.tolist(), gravity_cam=sc.gravity_cam.tolist(), objects=objs)
-            lift_image(rec, sc.depth_noisy, sc.K, K_source="dataset", depth_source="sensor")
+            lift_scene(sc, seed, masks=True, min_visible=50)
     finally:
         core.fit_box = inner
     return calls

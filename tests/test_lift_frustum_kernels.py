@@ -24,9 +24,9 @@ from scipy.sparse import coo_matrix
 from scipy.sparse.csgraph import connected_components
 from scipy.spatial import cKDTree
 
-from lifting.lift import LiftConfig, frustum, lift_image
-from lifting.records import ImageRecord, Object2D
+from lifting.lift import LiftConfig, frustum
 from lifting.synthetic import NoiseConfig, SceneConfig, generate_scene
+from synthetic_helpers import lift_scene
 
 CFG = LiftConfig()
 HYP = settings(max_examples=200, deadline=None, derandomize=True, suppress_health_check=[HealthCheck.too_slow])
@@ -316,13 +316,7 @@ def _scene_frustums(scenes) -> list[tuple]:
     mp.setattr(frustum, "_choose", spy)
     try:
         for seed, (sc_cfg, noise, source) in enumerate(scenes):
-            sc = generate_scene(seed, sc_cfg, noise)
-            objs = [Object2D(object_id=f"s{seed}-{ob.instance_id}", category=ob.category,
-                             bbox_xyxy=list(ob.bbox_xyxy)) for ob in sc.objects if ob.visible_pixels]
-            h, w = sc.depth.shape
-            rec = ImageRecord(key=f"s{seed}", source="synthetic", image_id=seed, image_path="", width=w, height=h,
-                              K=sc.K.tolist(), gravity_cam=sc.gravity_cam.tolist(), objects=objs)
-            lift_image(rec, sc.depth_noisy, sc.K, K_source="dataset", depth_source=source)
+            lift_scene(generate_scene(seed, sc_cfg, noise), seed, masks=False, depth_source=source)
     finally:
         mp.undo()
     return seen

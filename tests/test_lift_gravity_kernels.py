@@ -18,9 +18,9 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 import lifting.lift.gravity as gravity
-from lifting.lift import LiftConfig, lift_image
-from lifting.records import ImageRecord, Object2D
+from lifting.lift import LiftConfig
 from lifting.synthetic import NoiseConfig, SceneConfig, generate_scene
+from synthetic_helpers import lift_scene
 
 CFG = LiftConfig()
 HYP = settings(max_examples=200, deadline=None, derandomize=True, suppress_health_check=[HealthCheck.too_slow])
@@ -113,12 +113,7 @@ def _scored_point_sets(n_scenes: int) -> list[tuple]:
     try:
         for seed in range(n_scenes):
             sc = generate_scene(seed, SceneConfig(occlusion=True), NoiseConfig.realistic())
-            objs = [Object2D(object_id=f"s{seed}-{ob.instance_id}", category=ob.category,
-                             bbox_xyxy=list(ob.bbox_xyxy)) for ob in sc.objects if ob.visible_pixels]
-            h, w = sc.depth.shape
-            rec = ImageRecord(key=f"s{seed}", source="synthetic", image_id=seed, image_path="", width=w, height=h,
-                              K=sc.K.tolist(), gravity_cam=None, objects=objs)
-            lift_image(rec, sc.depth_noisy, sc.K, K_source="dataset", depth_source="sensor")
+            lift_scene(sc, seed, masks=False, dataset_gravity=False)
     finally:
         mp.undo()
     return seen
