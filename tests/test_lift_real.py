@@ -47,17 +47,21 @@ def _boxes_only(r: ImageRecord) -> ImageRecord:
     return out
 
 
-def _score(name: str, config: LiftConfig | None = None) -> dict:
-    """Boxes only (masks and GT dropped), sensor depth (of its kind, as `lift3d lift` labels
-    it), scored against the GT."""
+def _lifted(name: str, config: LiftConfig | None = None, priors=None):
+    """(frame's record with GT, its depth, the lifted image record) of every frame of a set:
+    boxes only (masks and GT dropped), sensor depth (of its kind, as `lift3d lift` labels it)."""
     from pipelines.transforms import sensor_depth_source
 
-    data = _frames(name)
-    ev = Evaluator(gt_from_records([r for r, _ in data]))
-    for r, depth in data:
-        r2 = _boxes_only(r)
-        ev.add(lift_image(r2, depth, np.asarray(r.K), K_source="dataset", depth_source=sensor_depth_source(r.to_dict()),
-                          config=config))
+    for r, depth in _frames(name):
+        yield r, depth, lift_image(_boxes_only(r), depth, np.asarray(r.K), K_source="dataset", config=config,
+                                   priors=priors, depth_source=sensor_depth_source(r.to_dict()))
+
+
+def _score(name: str, config: LiftConfig | None = None) -> dict:
+    """The box-only lift of a set (`_lifted`) scored against the GT."""
+    ev = Evaluator(gt_from_records([r for r, _ in _frames(name)]))
+    for _, _, out in _lifted(name, config):
+        ev.add(out)
     return ev.summary()
 
 
@@ -83,12 +87,9 @@ def test_far_objects_with_a_few_lidar_returns_take_their_distance_from_them():
     few % of the GT depth (median; 8.5 % from the 2D box geometry alone, which a slightly
     tilted road plane biases near)."""
     from lifting.boxes import Box3D
-    from pipelines.transforms import sensor_depth_source
 
     errs = []
-    for r, depth in _frames("nuscenes"):
-        r2 = _boxes_only(r)
-        out = lift_image(r2, depth, np.asarray(r.K), K_source="dataset", depth_source=sensor_depth_source(r.to_dict()))
+    for r, _, out in _lifted("nuscenes"):
         for o, e in zip(r.objects, out["objects"]):
             zg = Box3D.from_omni3d(o.gt_box3d).center_cam[2]
             if zg > 30 and e["status"] == "kept":
@@ -105,14 +106,11 @@ def test_beyond_40_m_a_far_objects_returns_near_the_road_are_its_own():
     most of these objects within 3 % of their GT range (measured: 56 % vs 32 %, median
     error 2.7 % vs 5.5 %)."""
     from lifting.boxes import Box3D
-    from pipelines.transforms import sensor_depth_source
 
     def far_errors(cfg):
         errs = []
         for name in ("nuscenes", "kitti_lidar"):
-            for r, depth in _frames(name):
-                out = lift_image(_boxes_only(r), depth, np.asarray(r.K), K_source="dataset", config=cfg,
-                                 depth_source=sensor_depth_source(r.to_dict()))
+            for r, _, out in _lifted(name, cfg):
                 for o, e in zip(r.objects, out["objects"]):
                     zg = Box3D.from_omni3d(o.gt_box3d).center_cam[2]
                     if zg > 50:
@@ -132,13 +130,10 @@ def test_a_return_inside_a_nearer_objects_box_is_not_a_farther_ones():
     placed (`claim_returns`): measured 24 of 36 pedestrians within 0.5 m of their GT range
     against 20 without."""
     from lifting.boxes import Box3D
-    from pipelines.transforms import sensor_depth_source
 
     def placed(cfg):
         n = 0
-        for r, depth in _frames("nuscenes"):
-            out = lift_image(_boxes_only(r), depth, np.asarray(r.K), K_source="dataset", config=cfg,
-                             depth_source=sensor_depth_source(r.to_dict()))
+        for r, _, out in _lifted("nuscenes", cfg):
             for o, e in zip(r.objects, out["objects"]):
                 if o.category == "pedestrian" and e["status"] == "kept":
                     gt = Box3D.from_omni3d(o.gt_box3d)
@@ -155,13 +150,9 @@ def _range_errors(name: str, category: str, priors=None) -> list[float]:
     in them take their distance from the 2D box alone: not what this measures)."""
     from lifting.boxes import Box3D
     from lifting.camera import unproject_points
-    from pipelines.transforms import sensor_depth_source
 
     errs = []
-    for r, depth in _frames(name):
-        r2 = _boxes_only(r)
-        out = lift_image(r2, depth, np.asarray(r.K), K_source="dataset", depth_source=sensor_depth_source(r.to_dict()),
-                         priors=priors)
+    for r, depth, out in _lifted(name, priors=priors):
         vv, uu = np.nonzero(depth > 0)
         xyz = unproject_points(np.stack([uu, vv], axis=1), depth[vv, uu], np.asarray(r.K))
         for o, e in zip(r.objects, out["objects"]):
